@@ -1,0 +1,165 @@
+import { randomBytes } from 'node:crypto';
+import { MongoClient } from 'mongodb';
+import {
+  EmbeddedMongoServer,
+  EmbeddedMongoServerOptions,
+} from '../../src/embedded-server/embedded-mongo-server';
+
+/**
+ * One MongoDB server as a test sees it. With SecantusDB it is a process the
+ * harness owns; with SYNC_TEST_MONGODB_URIS it is an external replica set the
+ * harness cannot stop, shared by giving every test its own database names.
+ */
+export interface TestMongoServer {
+  readonly uri: string;
+  /** True when the harness owns the process and can stop/restart it. */
+  readonly controllable: boolean;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  restart(): Promise<void>;
+  /** The embedded server, when there is one. */
+  readonly embedded?: EmbeddedMongoServer;
+}
+
+export type TestServerOptions = Omit<EmbeddedMongoServerOptions, 'pythonPath'>;
+
+const externalUris = (process.env.SYNC_TEST_MONGODB_URIS ?? '')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
+
+/** True when the suites run against external servers given by SYNC_TEST_MONGODB_URIS. */
+export const usingExternalServers = externalUris.length > 0;
+
+/**
+ * `it` when the harness can stop and restart servers, otherwise `it.skip`
+ * (external replica sets cannot be stopped by a test). Use it for tests that
+ * need server control; the skip reason is in the test title.
+ */
+export const itWithServerControl: jest.It = usingExternalServers ? it.skip : it;
+
+let externalCursor = 0;
+
+class EmbeddedTestServer implements TestMongoServer {
+  readonly controllable = true;
+  constructor(readonly embedded: EmbeddedMongoServer) {}
+  get uri(): string {
+    return this.embedded.uri;
+  }
+  stop(): Promise<void> {
+    return this.embedded.stop();
+  }
+  start(): Promise<void> {
+    return this.embedded.startAgain();
+  }
+  restart(): Promise<void> {
+    return this.embedded.restart();
+  }
+}
+
+class ExternalTestServer implements TestMongoServer {
+  readonly controllable = false;
+  constructor(readonly uri: string) {}
+  private refuse(): Promise<void> {
+    return Promise.reject(
+      new Error('external servers (SYNC_TEST_MONGODB_URIS) cannot be stopped by tests'),
+    );
+  }
+  stop(): Promise<void> {
+    return this.refuse();
+  }
+  start(): Promise<void> {
+    return this.refuse();
+  }
+  restart(): Promise<void> {
+    return this.refuse();
+  }
+}
+
+/**
+ * Starts `count` independent servers, each a single-node replica-set primary
+ * on its own loopback port. Call `stopAll()` (or use `useMongoServers`) to tear down.
+ */
+export class MongoHarness {
+  readonly servers: TestMongoServer[] = [];
+  private readonly clients: MongoClient[] = [];
+
+  async start(count: number, options: TestServerOptions = {}): Promise<TestMongoServer[]> {
+    const started = await Promise.all(
+      Array.from({ length: count }, async (_, i) => {
+        if (usingExternalServers) {
+          return new ExternalTestServer(externalUris[externalCursor++ % externalUris.length]);
+        }
+        const embedded = await EmbeddedMongoServer.start({
+          name: `${options.name ?? 'test'}${i}`,
+          ...options,
+        });
+        return new EmbeddedTestServer(embedded);
+      }),
+    );
+    this.servers.push(...started);
+    return started;
+  }
+
+  /** A driver client closed by `stopAll()`. */
+  async client(server: TestMongoServer): Promise<MongoClient> {
+    const client = await MongoClient.connect(server.uri, { serverSelectionTimeoutMS: 10_000 });
+    this.clients.push(client);
+    return client;
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.clients.splice(0).map((c) => c.close(true).catch(() => undefined)));
+    await Promise.all(
+      this.servers.splice(0).map((s) => (s.embedded ? s.embedded.destroy() : Promise.resolve())),
+    );
+  }
+}
+
+/** A database name no other test uses (external servers are shared). */
+export function uniqueDbName(prefix: string): string {
+  return `${prefix}_${randomBytes(4).toString('hex')}`.slice(0, 60);
+}
+
+/**
+ * Registers beforeAll/afterAll hooks that start `count` servers for the
+ * enclosing describe block and always tear them down.
+ */
+export function useMongoServers(count: number, options: TestServerOptions = {}): MongoHarness {
+  const harness = new MongoHarness();
+  beforeAll(async () => {
+    await harness.start(count, options);
+  }, 120_000);
+  afterAll(async () => {
+    await harness.stopAll();
+  }, 60_000);
+  return harness;
+}
+
+/** Polls `check` until it returns a truthy value or the timeout passes. */
+export async function waitFor<T>(
+  check: () => Promise<T> | T,
+  {
+    timeoutMs = 20_000,
+    intervalMs = 50,
+    message = 'condition',
+  }: { timeoutMs?: number; intervalMs?: number; message?: string } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+      last = value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${message}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
