@@ -1,0 +1,124 @@
+import { Module, Provider } from '@nestjs/common';
+import { getConnectionToken } from '@nestjs/mongoose';
+import { BidirectionalSyncService } from './bidirectional-sync.service';
+import {
+  SYNC_CONFIG,
+  SYNC_CONFLICT_RESOLVER,
+  SYNC_LOCAL_CONNECTION,
+} from './bidirectional-sync.constants';
+import {
+  ConfigurableBidirectionalSyncModule,
+  SYNC_ASYNC_OPTIONS_TYPE,
+  SYNC_MODULE_OPTIONS,
+  SYNC_OPTIONS_TYPE,
+} from './bidirectional-sync.module-definition';
+import { LocalChangeCaptureService } from './capture/local-change-capture.service';
+import { resolveSyncConfig } from './config/sync-config';
+import type { BidirectionalSyncModuleOptions } from './config/sync-options.interface';
+import { ConflictResolverService } from './conflict/conflict-resolver.service';
+import { ConflictRepository } from './conflict/conflict.repository';
+import { RebaselineService } from './initial-sync/rebaseline.service';
+import { ListenerService } from './listener/listener.service';
+import { SyncMetadataRepository } from './metadata/sync-metadata.repository';
+import { SyncStoresService } from './metadata/sync-stores.service';
+import { MonitorService } from './monitor/monitor.service';
+import { OriginTrackerService } from './origin/origin-tracker.service';
+import { OutboxDrainerService } from './outbox/outbox-drainer.service';
+import { OutboxRepository } from './outbox/outbox.repository';
+import { TombstoneRepository } from './outbox/tombstone.repository';
+import { ChangeProcessorService } from './processor/change-processor.service';
+import { ResumeTokenRepository } from './resume-token/resume-token.repository';
+
+const SERVICES = [
+  SyncStoresService,
+  SyncMetadataRepository,
+  ResumeTokenRepository,
+  OriginTrackerService,
+  OutboxRepository,
+  TombstoneRepository,
+  ConflictRepository,
+  ConflictResolverService,
+  MonitorService,
+  LocalChangeCaptureService,
+  OutboxDrainerService,
+  ChangeProcessorService,
+  RebaselineService,
+  ListenerService,
+  BidirectionalSyncService,
+];
+
+/** Services other modules may inject. */
+const EXPORTED = [
+  SYNC_CONFIG,
+  BidirectionalSyncService,
+  ListenerService,
+  ChangeProcessorService,
+  OriginTrackerService,
+  ConflictResolverService,
+  MonitorService,
+  ResumeTokenRepository,
+  OutboxRepository,
+  OutboxDrainerService,
+  LocalChangeCaptureService,
+  RebaselineService,
+  SyncStoresService,
+];
+
+/**
+ * Keeps the host's local MongoDB and a shared Atlas cluster in sync in both
+ * directions. The host owns its Mongoose connection (`MongooseModule.forRoot`)
+ * and the global `ScheduleModule.forRoot()` and `EventEmitterModule.forRoot()`.
+ *
+ * @publicApi
+ */
+@Module({})
+export class BidirectionalSyncModule extends ConfigurableBidirectionalSyncModule {
+  static forRoot(options: typeof SYNC_OPTIONS_TYPE) {
+    return BidirectionalSyncModule.withProviders(super.forRoot(options), options);
+  }
+
+  static forRootAsync(options: typeof SYNC_ASYNC_OPTIONS_TYPE) {
+    return BidirectionalSyncModule.withProviders(super.forRootAsync(options), options);
+  }
+
+  private static withProviders<T extends { providers?: Provider[]; exports?: any[] }>(
+    definition: T,
+    extras: {
+      localConnectionName?: string;
+      conflictResolver?: (typeof SYNC_OPTIONS_TYPE)['conflictResolver'];
+    },
+  ): T {
+    const providers: Provider[] = [
+      {
+        provide: SYNC_CONFIG,
+        useFactory: (options: BidirectionalSyncModuleOptions) =>
+          resolveSyncConfig(stripExtras(options)),
+        inject: [SYNC_MODULE_OPTIONS],
+      },
+      {
+        provide: SYNC_LOCAL_CONNECTION,
+        useExisting: getConnectionToken(extras.localConnectionName),
+      },
+      ...(extras.conflictResolver
+        ? [{ provide: SYNC_CONFLICT_RESOLVER, useClass: extras.conflictResolver }]
+        : []),
+      ...SERVICES,
+    ];
+    return {
+      ...definition,
+      providers: [...(definition.providers ?? []), ...providers],
+      exports: [...(definition.exports ?? []), ...EXPORTED],
+    };
+  }
+}
+
+/** Module options as given may carry the extras (`isGlobal`, ...); they are not sync options. */
+function stripExtras(options: BidirectionalSyncModuleOptions): BidirectionalSyncModuleOptions {
+  const {
+    isGlobal: _g,
+    localConnectionName: _c,
+    conflictResolver: _r,
+    ...rest
+  } = options as BidirectionalSyncModuleOptions & Record<string, unknown>;
+  return rest as BidirectionalSyncModuleOptions;
+}

@@ -1,0 +1,238 @@
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+} from '@nestjs/common';
+import { EventEmitter2 } from '@nestjs/event-emitter';
+import { SYNC_CONFIG } from './bidirectional-sync.constants';
+import { LocalChangeCaptureService } from './capture/local-change-capture.service';
+import { ResolvedSyncConfig } from './config/sync-config';
+import { SyncEvents, SyncStateChangedEvent } from './events/sync-events';
+import { RebaselineService } from './initial-sync/rebaseline.service';
+import { ListenerService } from './listener/listener.service';
+import { SyncMetadataRepository } from './metadata/sync-metadata.repository';
+import { MonitorService } from './monitor/monitor.service';
+import { OriginTrackerService } from './origin/origin-tracker.service';
+import { OutboxDrainerService } from './outbox/outbox-drainer.service';
+import { OutboxRepository } from './outbox/outbox.repository';
+
+export type HealthState = 'healthy' | 'degraded' | 'unhealthy';
+
+/** The specification's health shape, plus lag and ages. */
+export interface BidirectionalHealth {
+  enabled: boolean;
+  instanceId: string;
+  atlasListener: {
+    running: boolean;
+    connected: boolean;
+    lastChange: string | null;
+    reconnectAttempts: number;
+    disconnectedSince: string | null;
+    lastError: string | null;
+    resumeTokenAgeMs: number | null;
+  };
+  localCapture: { running: boolean; connected: boolean; lastError: string | null };
+  syncWorker: {
+    running: boolean;
+    queueSize: number;
+    oldestPendingAgeMs: number | null;
+    lastError: string | null;
+  };
+  rebaseline: ReturnType<RebaselineService['progress']['valueOf']>;
+  lagMs: { localToAtlas: number | null; atlasToLocal: number | null };
+  conflictsLastHour: number;
+  health: HealthState;
+  reasons: string[];
+}
+
+/** Alert thresholds of the specification (configurable). */
+export interface HealthThresholds {
+  maxLagMs: number;
+  maxDisconnectedMs: number;
+  maxConflictsPerHour: number;
+}
+
+/**
+ * Starts and stops both directions, owns the on/off switch of Atlas → Local
+ * (persisted per instance) and composes health.
+ *
+ * @publicApi
+ */
+@Injectable()
+export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(BidirectionalSyncService.name);
+  private enabled = false;
+  private started = false;
+  thresholds: HealthThresholds = {
+    maxLagMs: 30_000,
+    maxDisconnectedMs: 5 * 60_000,
+    maxConflictsPerHour: 10,
+  };
+
+  constructor(
+    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    private readonly origin: OriginTrackerService,
+    private readonly metadata: SyncMetadataRepository,
+    private readonly capture: LocalChangeCaptureService,
+    private readonly drainer: OutboxDrainerService,
+    private readonly listener: ListenerService,
+    private readonly outbox: OutboxRepository,
+    private readonly rebaseline: RebaselineService,
+    private readonly monitor: MonitorService,
+    private readonly events: EventEmitter2,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (this.config.autoStart) await this.start();
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.stop();
+  }
+
+  /** Starts capture and drainer (always) and the Atlas listener (when enabled). */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    await this.origin.initialize();
+    const stored = await this.metadata.getEnabled(this.origin.instanceId);
+    this.enabled = stored ?? this.config.enabled;
+    this.capture.start();
+    this.drainer.start();
+    if (this.enabled) this.listener.start();
+    this.logger.log(`Sync started: Local → Atlas on, Atlas → Local ${this.enabled ? 'on' : 'off'}`);
+  }
+
+  /** Stops everything: the running batches finish, tokens and clock are saved, then one last push. */
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    await Promise.all([this.listener.stop(), this.capture.stop()]);
+    await this.drainer.stop();
+    await this.drainer.drain().catch(() => undefined);
+    await this.origin.persistClock().catch(() => undefined);
+    this.logger.log('Sync stopped');
+  }
+
+  isEnabled(): boolean {
+    return this.enabled;
+  }
+
+  /** Turns Atlas → Local on or off at once; the choice survives restarts. */
+  async setEnabled(enabled: boolean): Promise<void> {
+    await this.origin.initialize();
+    await this.metadata.setEnabled(this.origin.instanceId, enabled);
+    if (enabled === this.enabled) return;
+    this.enabled = enabled;
+    if (this.started) {
+      if (enabled) this.listener.start();
+      else await this.listener.stop();
+    }
+    this.logger.log(`Bidirectional sync ${enabled ? 'enabled' : 'disabled'}`);
+    this.events.emit(
+      SyncEvents.stateChanged,
+      new SyncStateChangedEvent('sync', enabled ? 'enabled' : 'disabled'),
+    );
+  }
+
+  /** The specification's `checkBidirectionalHealth()`. */
+  async checkBidirectionalHealth(): Promise<BidirectionalHealth> {
+    const listener = this.listener.status;
+    const capture = this.capture.status;
+    const drainer = this.drainer.status;
+    const [queueSize, oldest] = await Promise.all([
+      this.outbox.count().catch(() => -1),
+      this.outbox.oldestEnqueuedAt().catch(() => undefined),
+    ]);
+    const now = Date.now();
+    const lag = {
+      localToAtlas: oldest
+        ? now - oldest.getTime()
+        : (this.monitor.lastLag('localToAtlas') ?? null),
+      atlasToLocal: this.monitor.lastLag('atlasToLocal') ?? null,
+    };
+    const reasons: string[] = [];
+    let health: HealthState = 'healthy';
+    const worsen = (to: HealthState, reason: string): void => {
+      reasons.push(reason);
+      if (to === 'unhealthy' || health === 'healthy') health = to;
+    };
+    if (this.enabled) {
+      if (!listener.running) worsen('unhealthy', 'Atlas listener is not running');
+      else if (listener.consecutiveFailures >= this.config.maxReconnectAttempts)
+        worsen(
+          'unhealthy',
+          `Atlas change stream failed ${listener.consecutiveFailures} times in a row: ${listener.lastError}`,
+        );
+      if (
+        listener.disconnectedSince &&
+        now - listener.disconnectedSince.getTime() > this.thresholds.maxDisconnectedMs
+      )
+        worsen(
+          'unhealthy',
+          `Atlas change stream disconnected for more than ${this.thresholds.maxDisconnectedMs} ms`,
+        );
+      else if (listener.running && !listener.connected)
+        worsen(
+          'degraded',
+          `Atlas change stream not connected${listener.lastError ? `: ${listener.lastError}` : ''}`,
+        );
+    }
+    if (!capture.running) worsen('unhealthy', 'local capture is not running');
+    else if (!capture.connected && capture.consecutiveFailures > 0)
+      worsen('degraded', `local capture not connected: ${capture.lastError}`);
+    if (drainer.consecutiveFailures >= this.config.maxReconnectAttempts)
+      worsen(
+        'unhealthy',
+        `pushing to Atlas failed ${drainer.consecutiveFailures} times: ${drainer.lastError}`,
+      );
+    else if (drainer.consecutiveFailures > 0)
+      worsen('degraded', `pushing to Atlas failing: ${drainer.lastError}`);
+    for (const [direction, ms] of Object.entries(lag)) {
+      if (ms !== null && ms > this.thresholds.maxLagMs)
+        worsen('degraded', `${direction} lag ${ms} ms exceeds ${this.thresholds.maxLagMs} ms`);
+    }
+    const conflictsLastHour = this.monitor.conflictsInLastHour();
+    if (conflictsLastHour > this.thresholds.maxConflictsPerHour)
+      worsen(
+        'degraded',
+        `${conflictsLastHour} conflicts in the last hour (threshold ${this.thresholds.maxConflictsPerHour})`,
+      );
+    const rebaseline = this.rebaseline.progress;
+    if (rebaseline.state === 'running')
+      worsen('degraded', `re-baseline in progress (${rebaseline.compared} documents compared)`);
+    return {
+      enabled: this.enabled,
+      instanceId: this.origin.instanceId,
+      atlasListener: {
+        running: listener.running,
+        connected: listener.connected,
+        lastChange: listener.lastChange?.toISOString() ?? null,
+        reconnectAttempts: listener.consecutiveFailures,
+        disconnectedSince: listener.disconnectedSince?.toISOString() ?? null,
+        lastError: listener.lastError ?? null,
+        resumeTokenAgeMs: listener.lastTokenSavedAt
+          ? now - listener.lastTokenSavedAt.getTime()
+          : null,
+      },
+      localCapture: {
+        running: capture.running,
+        connected: capture.connected,
+        lastError: capture.lastError ?? null,
+      },
+      syncWorker: {
+        running: drainer.running,
+        queueSize,
+        oldestPendingAgeMs: oldest ? now - oldest.getTime() : null,
+        lastError: drainer.lastError ?? null,
+      },
+      rebaseline,
+      lagMs: lag,
+      conflictsLastHour,
+      health,
+      reasons,
+    };
+  }
+}

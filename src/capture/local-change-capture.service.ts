@@ -1,0 +1,220 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { EventEmitter2 } from '@nestjs/event-emitter';
+import type { AnyBulkWriteOperation, ChangeStreamDocument, Document } from 'mongodb';
+import { SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import { ChangeStreamTailer } from '../common/change-stream-tailer';
+import { maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
+import { readStamp, SyncStamp, topLevelFields, touchesStamp } from '../common/sync-stamp';
+import { ResolvedSyncConfig } from '../config/sync-config';
+import { SyncErrorEvent, SyncEvents, SyncStateChangedEvent } from '../events/sync-events';
+import { SyncStoresService } from '../metadata/sync-stores.service';
+import { MonitorService } from '../monitor/monitor.service';
+import { OriginTrackerService } from '../origin/origin-tracker.service';
+import { idKey, NewOutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
+import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
+import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
+
+type DataEvent = ChangeStreamDocument & {
+  ns: { db: string; coll: string };
+  documentKey: { _id: unknown };
+};
+
+/**
+ * Captures every local write to a synced collection, whatever wrote it
+ * (Mongoose, the raw driver, a shell), from a change stream on the local
+ * replica set. Each captured change gets a new version, is stamped into the
+ * document and lands in the outbox; the capture's resume token is saved only
+ * after that, so an acknowledged local write is never lost.
+ *
+ * Writes by the sync engine itself are recognised from the event alone:
+ * they always set `_sync`, host writes never do (the field is reserved).
+ */
+@Injectable()
+export class LocalChangeCaptureService {
+  private readonly logger = new Logger(LocalChangeCaptureService.name);
+  private tailer?: ChangeStreamTailer;
+
+  constructor(
+    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    private readonly stores: SyncStoresService,
+    private readonly origin: OriginTrackerService,
+    private readonly outbox: OutboxRepository,
+    private readonly tombstones: TombstoneRepository,
+    private readonly tokens: ResumeTokenRepository,
+    private readonly monitor: MonitorService,
+    private readonly events: EventEmitter2,
+  ) {}
+
+  get status() {
+    return this.tailer?.status ?? { running: false, connected: false, consecutiveFailures: 0 };
+  }
+
+  start(): void {
+    this.tailer ??= new ChangeStreamTailer({
+      name: 'local capture',
+      db: () => this.stores.local,
+      pipeline: () => [
+        {
+          $match: {
+            operationType: { $in: ['insert', 'update', 'replace', 'delete'] },
+            'ns.coll': { $not: /^(_sync_|system\.)/ },
+            ...(this.config.collections ? { 'ns.coll': { $in: this.config.collections } } : {}),
+          },
+        },
+      ],
+      batchSize: Math.max(this.config.changeStreamBatchSize, this.config.outboxBatchSize),
+      reconnect: {
+        initialMs: Math.min(this.config.reconnectInterval, 1000),
+        maxMs: this.config.maxReconnectInterval,
+        maxAttempts: this.config.maxReconnectAttempts,
+      },
+      maxAwaitTimeMS: 100,
+      loadToken: async () => (await this.tokens.load(this.origin.instanceId, 'local'))?.token,
+      saveToken: (token) => this.tokens.save(this.origin.instanceId, 'local', token),
+      handleBatch: (events) => this.captureBatch(events as DataEvent[]),
+      onHistoryLost: async (err) => {
+        // The local oplog rolled past our position: local writes in the gap
+        // are found by the re-baseline, which compares both sides.
+        this.events.emit(
+          SyncEvents.error,
+          new SyncErrorEvent('capture', `local history lost: ${String(err)}`),
+        );
+        await this.tokens.clear(this.origin.instanceId, 'local');
+      },
+      onStateChange: (state, detail) =>
+        this.events.emit(
+          SyncEvents.stateChanged,
+          new SyncStateChangedEvent('capture', state, detail),
+        ),
+    });
+    this.tailer.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.tailer?.stop();
+  }
+
+  /** Turns local change events into outbox entries and stamps. Idempotent on replay. */
+  async captureBatch(events: DataEvent[]): Promise<void> {
+    const relevant = events.filter(
+      (e) => this.config.pushesCollection(e.ns?.coll) && this.isHostWrite(e),
+    );
+    if (!relevant.length) return;
+    const byCollection = new Map<string, DataEvent[]>();
+    for (const e of relevant)
+      byCollection.set(e.ns.coll, [...(byCollection.get(e.ns.coll) ?? []), e]);
+
+    const entries: NewOutboxEntry[] = [];
+    const newTombstones: Tombstone[] = [];
+    const stampWrites = new Map<string, AnyBulkWriteOperation<Document>[]>();
+    const revived = new Map<string, { id: unknown; upTo: SyncVersion }[]>();
+
+    for (const [collection, list] of byCollection) {
+      const tombs = await this.tombstones.find(this.stores.local, collection, [
+        ...new Set(list.map((e) => e.documentKey._id)),
+      ]);
+      for (const e of list) {
+        const id = e.documentKey._id;
+        const tomb = tombs.get(idKey(id));
+        if (e.operationType === 'delete') {
+          // The engine writes a `remote` tombstone before deleting; such a delete is not ours to push.
+          if (tomb?.src === 'remote') continue;
+          const v = this.origin.clock.tickAfter(tomb?._sync.v);
+          const stamp: SyncStamp = { v, o: this.origin.instanceId };
+          const t: Tombstone = {
+            _id: { c: collection, i: id },
+            _sync: stamp,
+            deletedAt: new Date(),
+            src: 'local',
+          };
+          tombs.set(idKey(id), t);
+          newTombstones.push(t);
+          entries.push({ collection, id, op: 'delete', v });
+          this.origin.markLocalChange(collection, id, v);
+          continue;
+        }
+        const doc = (e as { fullDocument?: Document | null }).fullDocument;
+        if (!doc) continue; // deleted since; its delete event follows
+        const previous = readStamp(doc);
+        const v = this.origin.clock.tickAfter(maxVersion(previous?.v, tomb?._sync.v));
+        const stamp: SyncStamp = { v, o: this.origin.instanceId };
+        if (this.config.conflictResolutionStrategy === 'field-level')
+          stamp.f = this.fieldStamps(e, doc, previous, v);
+        entries.push({
+          collection,
+          id,
+          op: 'upsert',
+          v,
+          doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
+        });
+        const ops = stampWrites.get(collection) ?? [];
+        ops.push({
+          updateOne: {
+            filter: {
+              _id: id,
+              [`${SYNC_STAMP_FIELD}.v`]: previous ? previous.v : { $exists: false },
+            } as Document,
+            update: { $set: { [SYNC_STAMP_FIELD]: stamp } },
+          },
+        });
+        stampWrites.set(collection, ops);
+        if (tomb) {
+          revived.set(collection, [...(revived.get(collection) ?? []), { id, upTo: tomb._sync.v }]);
+          tombs.delete(idKey(id));
+        }
+        this.origin.markLocalChange(collection, id, v);
+      }
+    }
+    // Outbox first: once it holds the change, a crash anywhere after loses nothing.
+    await this.outbox.enqueue(entries);
+    await this.tombstones.upsert(this.stores.local, newTombstones);
+    for (const [collection, ops] of stampWrites) {
+      await this.stores.local.collection(collection).bulkWrite(ops, { ordered: false });
+    }
+    for (const [collection, list] of revived)
+      await this.tombstones.remove(this.stores.local, collection, list);
+  }
+
+  /** Host writes never touch `_sync`; the engine's always do. */
+  private isHostWrite(e: DataEvent): boolean {
+    switch (e.operationType) {
+      case 'insert':
+        return !readStamp(e.fullDocument as Document);
+      case 'update': {
+        const d = e.updateDescription;
+        return !touchesStamp([...Object.keys(d?.updatedFields ?? {}), ...(d?.removedFields ?? [])]);
+      }
+      case 'replace':
+      case 'delete':
+        return true; // the engine never replaces; engine deletes are recognised by their tombstone
+      default:
+        return false;
+    }
+  }
+
+  private fieldStamps(
+    e: DataEvent,
+    doc: Document,
+    previous: SyncStamp | undefined,
+    v: SyncVersion,
+  ): Record<string, SyncVersion> {
+    const base: Record<string, SyncVersion> = {};
+    if (e.operationType === 'update' && previous) {
+      for (const key of Object.keys(doc))
+        if (key !== '_id' && key !== SYNC_STAMP_FIELD) base[key] = previous.f?.[key] ?? previous.v;
+      Object.assign(base, previous.f ?? {});
+      const d = e.updateDescription;
+      for (const field of topLevelFields([
+        ...Object.keys(d?.updatedFields ?? {}),
+        ...(d?.removedFields ?? []),
+      ]))
+        base[field] = v;
+      return base;
+    }
+    for (const key of Object.keys(doc))
+      if (key !== '_id' && key !== SYNC_STAMP_FIELD) base[key] = v;
+    // A replace removes fields too: their removal is this version's.
+    for (const key of Object.keys(previous?.f ?? {})) base[key] ??= v;
+    return base;
+  }
+}

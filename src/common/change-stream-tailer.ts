@@ -1,0 +1,224 @@
+import { Logger } from '@nestjs/common';
+import type {
+  ChangeStream,
+  ChangeStreamDocument,
+  Db,
+  Document,
+  MongoError,
+  ResumeToken,
+} from 'mongodb';
+import { redactMessage } from '../errors/sync.errors';
+
+/** Error codes after which a stored resume token can never be used again. */
+const HISTORY_LOST_CODES = new Set([
+  286, // ChangeStreamHistoryLost
+  280, // ChangeStreamFatalError
+  260, // InvalidResumeToken
+]);
+
+export function isHistoryLostError(err: unknown): boolean {
+  const e = err as MongoError & { codeName?: string };
+  if (!e || typeof e !== 'object') return false;
+  if (typeof e.code === 'number' && HISTORY_LOST_CODES.has(e.code)) return true;
+  return e.codeName === 'ChangeStreamHistoryLost' || e.codeName === 'InvalidResumeToken';
+}
+
+export interface ReconnectPolicy {
+  /** First delay (ms). */
+  initialMs: number;
+  /** Delay cap (ms). */
+  maxMs: number;
+  /** Consecutive failures after which the stream reports itself unhealthy. */
+  maxAttempts: number;
+}
+
+/** Exponential backoff with full jitter in [delay/2, delay]. */
+export function backoffDelay(
+  attempt: number,
+  policy: ReconnectPolicy,
+  random = Math.random,
+): number {
+  const base = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(base / 2 + (random() * base) / 2);
+}
+
+export interface ChangeStreamTailerOptions {
+  /** Label for logs ("Atlas listener", "local capture"). */
+  name: string;
+  db: () => Db;
+  pipeline: () => Document[];
+  batchSize: number;
+  reconnect: ReconnectPolicy;
+  loadToken: () => Promise<ResumeToken | undefined>;
+  saveToken: (token: ResumeToken) => Promise<void>;
+  /** Applies a batch; the token after the batch is saved only when this resolves. */
+  handleBatch: (events: ChangeStreamDocument[]) => Promise<void>;
+  /** The stored token is unusable (286, invalid, invalidate): re-baseline and return where to start. */
+  onHistoryLost: (err: unknown) => Promise<void>;
+  onStateChange?: (state: 'connected' | 'disconnected', detail?: string) => void;
+  /** How long one poll waits on the server for new events (ms). Default 250. */
+  maxAwaitTimeMS?: number;
+}
+
+export interface ChangeStreamTailerStatus {
+  running: boolean;
+  connected: boolean;
+  lastChange?: Date;
+  lastTokenSavedAt?: Date;
+  consecutiveFailures: number;
+  disconnectedSince?: Date;
+  lastError?: string;
+}
+
+/**
+ * Reads a database-level change stream in batches, hands each batch to a
+ * handler and saves the resume token only after the batch was handled, so
+ * a crash at any point replays (never skips) events. Reconnects with
+ * backoff; one mechanism for the Atlas listener and the local capture.
+ */
+export class ChangeStreamTailer {
+  private readonly logger: Logger;
+  private stream?: ChangeStream;
+  private loop?: Promise<void>;
+  private stopping = false;
+  private wake?: () => void;
+  private lastSavedToken?: string;
+  private readonly state: ChangeStreamTailerStatus = {
+    running: false,
+    connected: false,
+    consecutiveFailures: 0,
+  };
+
+  constructor(private readonly options: ChangeStreamTailerOptions) {
+    this.logger = new Logger(`ChangeStreamTailer:${options.name}`);
+  }
+
+  get status(): ChangeStreamTailerStatus {
+    return { ...this.state };
+  }
+
+  start(): void {
+    if (this.loop) return;
+    this.stopping = false;
+    this.state.running = true;
+    this.loop = this.run().finally(() => {
+      this.state.running = false;
+      this.state.connected = false;
+      this.loop = undefined;
+    });
+  }
+
+  /** Stops reading; resolves once the batch in progress (if any) was handled and its token saved. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.stream?.close().catch(() => undefined);
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        await this.tail();
+      } catch (caught) {
+        if (this.stopping) break;
+        let err = caught;
+        if (isHistoryLostError(err)) {
+          this.logger.warn(`Resume point is gone (${describe(err)}): re-baselining`);
+          try {
+            await this.options.onHistoryLost(err);
+            continue;
+          } catch (rebaselineError) {
+            err = rebaselineError;
+          }
+        }
+        this.state.consecutiveFailures++;
+        this.state.lastError = describe(err);
+        this.setConnected(false, this.state.lastError);
+        const delay = backoffDelay(this.state.consecutiveFailures, this.options.reconnect);
+        this.logger.warn(
+          `Change Stream reconnecting (attempt ${this.state.consecutiveFailures}) in ${delay} ms: ${this.state.lastError}`,
+        );
+        await this.sleep(delay);
+      } finally {
+        const stream = this.stream;
+        this.stream = undefined;
+        await stream?.close().catch(() => undefined);
+      }
+    }
+  }
+
+  private async tail(): Promise<void> {
+    const token = await this.options.loadToken();
+    this.lastSavedToken = token ? JSON.stringify(token) : undefined;
+    const stream = this.options.db().watch(this.options.pipeline(), {
+      fullDocument: 'updateLookup',
+      batchSize: this.options.batchSize,
+      maxAwaitTimeMS: this.options.maxAwaitTimeMS ?? 250,
+      ...(token ? { startAfter: token } : {}),
+    });
+    this.stream = stream;
+    while (!this.stopping) {
+      const first = await stream.tryNext();
+      this.state.consecutiveFailures = 0;
+      this.state.lastError = undefined;
+      this.setConnected(true);
+      if (!first) {
+        // Idle: the post-batch resume token still advances, so a quiet stream
+        // never falls behind the oplog window.
+        await this.saveToken(stream.resumeToken);
+        continue;
+      }
+      const batch: ChangeStreamDocument[] = [first];
+      while (batch.length < this.options.batchSize && bufferedCount(stream) > 0) {
+        const next = await stream.tryNext();
+        if (!next) break;
+        batch.push(next);
+      }
+      this.state.lastChange = new Date();
+      await this.options.handleBatch(batch);
+      await this.saveToken(stream.resumeToken);
+    }
+  }
+
+  private async saveToken(token: ResumeToken | undefined): Promise<void> {
+    if (!token) return;
+    const key = JSON.stringify(token);
+    if (key === this.lastSavedToken) return;
+    await this.options.saveToken(token);
+    this.lastSavedToken = key;
+    this.state.lastTokenSavedAt = new Date();
+  }
+
+  private setConnected(connected: boolean, detail?: string): void {
+    if (this.state.connected === connected && connected) return;
+    const changed = this.state.connected !== connected || !connected;
+    this.state.connected = connected;
+    if (connected) this.state.disconnectedSince = undefined;
+    else this.state.disconnectedSince ??= new Date();
+    if (changed) this.options.onStateChange?.(connected ? 'connected' : 'disconnected', detail);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+/** Events already received but not yet returned (driver internals; 0 when unknown). */
+function bufferedCount(stream: ChangeStream): number {
+  const cursor = (stream as unknown as { cursor?: { bufferedCount?: () => number } }).cursor;
+  return cursor?.bufferedCount?.() ?? 0;
+}
+
+function describe(err: unknown): string {
+  const e = err as { code?: number; codeName?: string; message?: string };
+  const code =
+    e?.code !== undefined ? ` [${e.codeName ?? ''}${e.codeName ? ' ' : ''}${e.code}]` : '';
+  return redactMessage(`${e?.message ?? String(err)}${code}`);
+}

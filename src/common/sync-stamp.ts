@@ -1,0 +1,56 @@
+import { SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import { isVersion, SyncVersion } from './hybrid-logical-clock';
+
+/**
+ * The stamp every synced document carries in `_sync` (about 80 bytes; more
+ * with the field-level strategy). It replicates with the data, so every
+ * replica compares the same versions.
+ */
+export interface SyncStamp {
+  /** Version of the document's current content (hybrid logical clock). */
+  v: SyncVersion;
+  /** Instance id of the device (or `atlas`) that wrote this content. */
+  o: string;
+  /** Field-level strategy only: version of each top-level field. */
+  f?: Record<string, SyncVersion>;
+}
+
+export type SyncedDocument = Record<string, unknown> & {
+  _id: unknown;
+  [SYNC_STAMP_FIELD]?: SyncStamp;
+};
+
+export function readStamp(doc: Record<string, unknown> | null | undefined): SyncStamp | undefined {
+  const stamp = doc?.[SYNC_STAMP_FIELD] as SyncStamp | undefined;
+  return stamp && typeof stamp === 'object' && isVersion(stamp.v) && typeof stamp.o === 'string'
+    ? stamp
+    : undefined;
+}
+
+/** The document without its stamp (what the host's application sees as data). */
+export function withoutStamp<T extends Record<string, unknown>>(doc: T): Omit<T, '_sync'> {
+  const { [SYNC_STAMP_FIELD]: _stamp, ...rest } = doc;
+  return rest;
+}
+
+/** True when a change touched the stamp: only the sync engine writes `_sync`. */
+export function touchesStamp(fields: Iterable<string>): boolean {
+  for (const f of fields)
+    if (f === SYNC_STAMP_FIELD || f.startsWith(`${SYNC_STAMP_FIELD}.`)) return true;
+  return false;
+}
+
+/** Top-level field names of a set of (possibly dotted) paths. */
+export function topLevelFields(paths: Iterable<string>): string[] {
+  return [...new Set([...paths].map((p) => p.split('.')[0]))].filter((f) => f !== SYNC_STAMP_FIELD);
+}
+
+/** Key of a document across collections: used as `_id` of outbox and tombstone entries. */
+export interface DocumentKey {
+  c: string;
+  i: unknown;
+}
+
+export function documentKey(collection: string, id: unknown): DocumentKey {
+  return { c: collection, i: id };
+}

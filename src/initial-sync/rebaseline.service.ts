@@ -1,0 +1,213 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { Document } from 'mongodb';
+import { SYNC_COLLECTIONS, SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import { compareVersions } from '../common/hybrid-logical-clock';
+import { readStamp, SyncStamp } from '../common/sync-stamp';
+import { ResolvedSyncConfig } from '../config/sync-config';
+import { SyncStoresService } from '../metadata/sync-stores.service';
+import { OriginTrackerService } from '../origin/origin-tracker.service';
+import { idKey, NewOutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
+import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
+import {
+  ChangeProcessorService,
+  IncomingChange,
+  successor,
+} from '../processor/change-processor.service';
+import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
+
+export interface RebaselineProgress {
+  state: 'idle' | 'running' | 'done' | 'failed';
+  reason?: string;
+  startedAt?: Date;
+  finishedAt?: Date;
+  collection?: string;
+  compared: number;
+  copiedToLocal: number;
+  queuedToAtlas: number;
+  error?: string;
+}
+
+const PAGE = 500;
+
+/**
+ * Brings both sides together without a usable change stream position: on a
+ * device's first start, and when the stored token is lost (history lost,
+ * invalidated, rejected). It first records a new stream position, then
+ * compares the two databases collection by collection in `_id` order and
+ * copies whichever side is newer (Atlas → Local through the normal apply
+ * path, Local → Atlas through the outbox), then the listener resumes from
+ * the recorded position, so nothing written meanwhile is missed. Comparing
+ * is idempotent: a re-baseline cut short by a crash simply runs again.
+ */
+@Injectable()
+export class RebaselineService {
+  private readonly logger = new Logger(RebaselineService.name);
+  private readonly state: RebaselineProgress = {
+    state: 'idle',
+    compared: 0,
+    copiedToLocal: 0,
+    queuedToAtlas: 0,
+  };
+
+  constructor(
+    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    private readonly stores: SyncStoresService,
+    private readonly origin: OriginTrackerService,
+    private readonly processor: ChangeProcessorService,
+    private readonly outbox: OutboxRepository,
+    private readonly tombstones: TombstoneRepository,
+    private readonly tokens: ResumeTokenRepository,
+  ) {}
+
+  get progress(): RebaselineProgress {
+    return { ...this.state };
+  }
+
+  /** Runs a full compare-and-copy and stores the position to resume the Atlas stream from. */
+  async rebaseline(reason: string): Promise<void> {
+    Object.assign(this.state, {
+      state: 'running',
+      reason,
+      startedAt: new Date(),
+      finishedAt: undefined,
+      compared: 0,
+      copiedToLocal: 0,
+      queuedToAtlas: 0,
+      error: undefined,
+    });
+    this.logger.log(`Re-baseline started (${reason})`);
+    try {
+      const position = await this.currentAtlasPosition();
+      for (const collection of await this.collectionsToCompare()) {
+        this.state.collection = collection;
+        if (this.config.pullsCollection(collection)) await this.pullCollection(collection);
+        if (this.config.pushesCollection(collection)) await this.pushCollection(collection);
+        this.logger.log(
+          `Re-baseline ${collection}: compared ${this.state.compared}, copied to local ${this.state.copiedToLocal}, queued to Atlas ${this.state.queuedToAtlas}`,
+        );
+      }
+      await this.tokens.save(this.origin.instanceId, 'atlas', position);
+      Object.assign(this.state, { state: 'done', finishedAt: new Date(), collection: undefined });
+      this.logger.log(
+        `Re-baseline done: ${JSON.stringify({ compared: this.state.compared, copiedToLocal: this.state.copiedToLocal, queuedToAtlas: this.state.queuedToAtlas })}`,
+      );
+    } catch (err) {
+      Object.assign(this.state, { state: 'failed', error: String((err as Error)?.message ?? err) });
+      throw err;
+    }
+  }
+
+  /** A resume token for "now" on Atlas, taken before comparing so nothing after it is missed. */
+  private async currentAtlasPosition(): Promise<Document> {
+    const stream = this.stores.atlas.watch([], { maxAwaitTimeMS: 50 });
+    try {
+      await stream.tryNext();
+      return stream.resumeToken as Document;
+    } finally {
+      await stream.close();
+    }
+  }
+
+  private async collectionsToCompare(): Promise<string[]> {
+    const names = new Set<string>();
+    for (const db of [this.stores.atlas, this.stores.local]) {
+      for (const c of await db.listCollections({}, { nameOnly: true }).toArray()) {
+        if (this.config.pushesCollection(c.name)) names.add(c.name);
+      }
+    }
+    return [...names].sort();
+  }
+
+  /** Atlas → Local: every Atlas document and tombstone goes through the normal (versioned) apply. */
+  private async pullCollection(collection: string): Promise<void> {
+    let lastId: unknown;
+    for (;;) {
+      const page = await this.stores.atlas
+        .collection(collection)
+        .find(lastId === undefined ? {} : ({ _id: { $gt: lastId } } as Document))
+        .sort({ _id: 1 })
+        .limit(PAGE)
+        .toArray();
+      if (!page.length) break;
+      lastId = page[page.length - 1]._id;
+      const changes: IncomingChange[] = page.map((doc) => {
+        // Unstamped Atlas documents (written without the module) get the oldest version: any stamped copy wins.
+        const stamp: SyncStamp = readStamp(doc) ?? {
+          v: successor('000000000000000-000000-atlas')!,
+          o: 'atlas',
+        };
+        return {
+          collection,
+          id: doc._id,
+          operation: 'replace',
+          doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
+          stamp,
+        };
+      });
+      await this.processor.applyChanges(changes);
+      this.state.compared += page.length;
+      this.state.copiedToLocal += page.length;
+    }
+    const tombs = await this.stores.atlas
+      .collection<Tombstone>(SYNC_COLLECTIONS.tombstones)
+      .find({ '_id.c': collection } as Document)
+      .toArray();
+    if (tombs.length) {
+      await this.processor.applyChanges(
+        tombs.map((t) => ({ collection, id: t._id.i, operation: 'delete', stamp: t._sync })),
+      );
+    }
+  }
+
+  /** Local → Atlas: local documents missing on Atlas or newer than Atlas's copy go to the outbox. */
+  private async pushCollection(collection: string): Promise<void> {
+    let lastId: unknown;
+    for (;;) {
+      const page = await this.stores.local
+        .collection(collection)
+        .find(lastId === undefined ? {} : ({ _id: { $gt: lastId } } as Document))
+        .sort({ _id: 1 })
+        .limit(PAGE)
+        .toArray();
+      if (!page.length) break;
+      lastId = page[page.length - 1]._id;
+      const ids = page.map((d) => d._id);
+      const remote = await this.stores.atlas
+        .collection(collection)
+        .find({ _id: { $in: ids } } as Document, { projection: { [SYNC_STAMP_FIELD]: 1 } })
+        .toArray();
+      const remoteVersions = new Map(remote.map((d) => [idKey(d._id), readStamp(d)?.v]));
+      const remoteTombs = await this.tombstones.find(this.stores.atlas, collection, ids);
+      const entries: NewOutboxEntry[] = [];
+      for (const doc of page) {
+        const key = idKey(doc._id);
+        let stamp = readStamp(doc);
+        const atlasVersion = remoteVersions.has(key)
+          ? remoteVersions.get(key)
+          : remoteTombs.get(key)?._sync.v;
+        const onAtlas = remoteVersions.has(key) || remoteTombs.has(key);
+        if (!stamp) {
+          // Data written before the module ran: stamp it now (newer than whatever Atlas holds).
+          stamp = { v: this.origin.clock.tickAfter(atlasVersion), o: this.origin.instanceId };
+          await this.stores.local
+            .collection(collection)
+            .updateOne({ _id: doc._id, [SYNC_STAMP_FIELD]: { $exists: false } } as Document, {
+              $set: { [SYNC_STAMP_FIELD]: stamp },
+            });
+        }
+        if (!onAtlas || compareVersions(stamp.v, atlasVersion) > 0) {
+          entries.push({
+            collection,
+            id: doc._id,
+            op: 'upsert',
+            v: stamp.v,
+            doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
+          });
+        }
+      }
+      await this.outbox.enqueue(entries);
+      this.state.compared += page.length;
+      this.state.queuedToAtlas += entries.length;
+    }
+  }
+}

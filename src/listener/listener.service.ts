@@ -1,0 +1,131 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { EventEmitter2 } from '@nestjs/event-emitter';
+import type { ChangeStreamDocument, Document, ResumeToken } from 'mongodb';
+import { SYNC_COLLECTIONS, SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import { ChangeStreamTailer, ChangeStreamTailerStatus } from '../common/change-stream-tailer';
+import { ResolvedSyncConfig } from '../config/sync-config';
+import { SyncEvents, SyncStateChangedEvent } from '../events/sync-events';
+import { RebaselineService } from '../initial-sync/rebaseline.service';
+import { SyncStoresService } from '../metadata/sync-stores.service';
+import { MonitorService } from '../monitor/monitor.service';
+import { OriginTrackerService } from '../origin/origin-tracker.service';
+import { ChangeProcessorService } from '../processor/change-processor.service';
+import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
+
+/** The module's own collections other than tombstones, never streamed. */
+const PRIVATE_COLLECTIONS = Object.values(SYNC_COLLECTIONS).filter(
+  (c) => c !== SYNC_COLLECTIONS.tombstones,
+);
+
+/**
+ * The specification's Atlas Change Listener: one database-level change
+ * stream on Atlas, filtered on the server by synced and excluded
+ * collections and by origin, read in batches of
+ * `ATLAS_CHANGE_STREAM_BATCH_SIZE` and handed to the Change Processor. The
+ * resume token (post-batch, so an idle stream keeps advancing) is saved
+ * after each applied batch. Without a stored token (first start) or when it
+ * is unusable, the databases are re-baselined first.
+ *
+ * @publicApi
+ */
+@Injectable()
+export class ListenerService {
+  private readonly logger = new Logger(ListenerService.name);
+  private readonly tailer: ChangeStreamTailer;
+
+  constructor(
+    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    private readonly stores: SyncStoresService,
+    private readonly origin: OriginTrackerService,
+    private readonly processor: ChangeProcessorService,
+    private readonly tokens: ResumeTokenRepository,
+    private readonly rebaseline: RebaselineService,
+    private readonly monitor: MonitorService,
+    private readonly events: EventEmitter2,
+  ) {
+    this.tailer = new ChangeStreamTailer({
+      name: 'Atlas listener',
+      db: () => this.stores.atlas,
+      pipeline: () => this.pipeline(),
+      batchSize: this.config.changeStreamBatchSize,
+      reconnect: {
+        initialMs: this.config.reconnectInterval,
+        maxMs: this.config.maxReconnectInterval,
+        maxAttempts: this.config.maxReconnectAttempts,
+      },
+      loadToken: () => this.loadOrBaseline(),
+      saveToken: (token) => this.tokens.save(this.origin.instanceId, 'atlas', token),
+      handleBatch: (events) => this.processor.processBatch(events),
+      onHistoryLost: async (err) => {
+        await this.tokens.clear(this.origin.instanceId, 'atlas');
+        this.logger.warn(`Stored Atlas resume token unusable: ${(err as Error)?.message ?? err}`);
+      },
+      onStateChange: (state, detail) => {
+        if (state === 'disconnected') this.monitor.recordReconnect();
+        this.events.emit(
+          SyncEvents.stateChanged,
+          new SyncStateChangedEvent('listener', state, detail),
+        );
+      },
+    });
+  }
+
+  get status(): ChangeStreamTailerStatus {
+    return this.tailer.status;
+  }
+
+  /** Starts monitoring Atlas. */
+  start(): void {
+    this.tailer.start();
+    this.events.emit(SyncEvents.stateChanged, new SyncStateChangedEvent('listener', 'started'));
+  }
+
+  /** Stops monitoring; the batch in progress finishes and its token is saved. */
+  async stop(): Promise<void> {
+    await this.tailer.stop();
+    this.events.emit(SyncEvents.stateChanged, new SyncStateChangedEvent('listener', 'stopped'));
+  }
+
+  /** Processes one change event (the stream calls the processor in batches). */
+  handleChange(change: ChangeStreamDocument): Promise<void> {
+    return this.processor.processChange(change);
+  }
+
+  /** Closes and reopens the stream from the stored token. */
+  async reconnect(): Promise<void> {
+    await this.stop();
+    this.start();
+  }
+
+  private async loadOrBaseline(): Promise<ResumeToken | undefined> {
+    const stored = await this.tokens.load(this.origin.instanceId, 'atlas');
+    if (stored) return stored.token;
+    await this.rebaseline.rebaseline('no stored Atlas resume token');
+    return (await this.tokens.load(this.origin.instanceId, 'atlas'))?.token;
+  }
+
+  /** Server-side filter: synced collections only, and nothing this instance wrote. */
+  pipeline(): Document[] {
+    const excluded = [...PRIVATE_COLLECTIONS, ...this.config.excludedCollections];
+    const collections = this.config.collections
+      ? {
+          $in: [
+            ...this.config.collections.filter((c) => !excluded.includes(c)),
+            SYNC_COLLECTIONS.tombstones,
+          ],
+        }
+      : { $nin: excluded };
+    return [
+      {
+        $match: {
+          'ns.coll': collections,
+          operationType: { $in: ['insert', 'update', 'replace', 'delete'] },
+          $or: [
+            { operationType: 'delete' },
+            { [`fullDocument.${SYNC_STAMP_FIELD}.o`]: { $ne: this.origin.instanceId } },
+          ],
+        },
+      },
+    ];
+  }
+}

@@ -1,0 +1,94 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { Db, MongoClient } from 'mongodb';
+import type { Connection, Model } from 'mongoose';
+import {
+  SYNC_COLLECTIONS,
+  SYNC_CONFIG,
+  SYNC_LOCAL_CONNECTION,
+} from '../bidirectional-sync.constants';
+import { ResolvedSyncConfig } from '../config/sync-config';
+import { redactUri } from '../errors/sync.errors';
+
+/**
+ * Handles to both databases: the host's local Mongoose connection and the
+ * module's own Atlas client. Creates the module's local indexes at start.
+ * The Atlas client connects lazily, so a device starts (and keeps queueing
+ * local changes) while Atlas is unreachable.
+ */
+@Injectable()
+export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger(SyncStoresService.name);
+  readonly atlasClient: MongoClient;
+  private atlasIndexesReady?: Promise<void>;
+
+  constructor(
+    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    @Inject(SYNC_LOCAL_CONNECTION) readonly connection: Connection,
+  ) {
+    this.atlasClient = new MongoClient(config.atlasUri, {
+      serverSelectionTimeoutMS: 10_000,
+      retryWrites: true,
+      ...config.atlasClientOptions,
+    });
+  }
+
+  async onModuleInit(): Promise<void> {
+    await this.connection.asPromise();
+    this.logger.log(
+      `Local database "${this.local.databaseName}", Atlas ${redactUri(this.config.atlasUri)} database "${this.atlas.databaseName}"`,
+    );
+    const outbox = this.local.collection(SYNC_COLLECTIONS.outbox);
+    await outbox.createIndex({ retryAt: 1, seq: 1 });
+    const tombstones = this.local.collection(SYNC_COLLECTIONS.tombstones);
+    await tombstones.createIndex(
+      { deletedAt: 1 },
+      { expireAfterSeconds: Math.round(this.config.tombstoneRetention / 1000) },
+    );
+    await this.local.collection(SYNC_COLLECTIONS.conflicts).createIndex({ resolvedAt: -1 });
+    await this.local
+      .collection(SYNC_COLLECTIONS.conflicts)
+      .createIndex({ collection: 1, resolvedAt: -1 });
+    await this.local.collection(SYNC_COLLECTIONS.deadLetters).createIndex({ at: -1 });
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.atlasClient.close().catch(() => undefined);
+  }
+
+  /** The local database (the host's connection). */
+  get local(): Db {
+    const db = this.connection.db;
+    if (!db) throw new Error('local Mongoose connection is not open');
+    return db as unknown as Db;
+  }
+
+  /** The Atlas database. */
+  get atlas(): Db {
+    return this.atlasClient.db(this.config.atlasDbName ?? this.connection.db?.databaseName);
+  }
+
+  /** Creates the module's Atlas indexes once Atlas answers (retried by callers on failure). */
+  ensureAtlasIndexes(): Promise<void> {
+    this.atlasIndexesReady ??= this.atlas
+      .collection(SYNC_COLLECTIONS.tombstones)
+      .createIndex(
+        { deletedAt: 1 },
+        { expireAfterSeconds: Math.round(this.config.tombstoneRetention / 1000) },
+      )
+      .then(() => undefined)
+      .catch((err) => {
+        this.atlasIndexesReady = undefined;
+        throw err;
+      });
+    return this.atlasIndexesReady;
+  }
+
+  /** The host's Mongoose model for a collection, if it registered one on the local connection. */
+  modelFor(collection: string): Model<any> | undefined {
+    for (const name of this.connection.modelNames()) {
+      const model = this.connection.model(name);
+      if (model.collection.collectionName === collection) return model;
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,170 @@
+import { Injectable, Logger } from '@nestjs/common';
+import type { SyncDirection, SyncOperation } from '../events/sync-events';
+import type { ConflictRecord } from '../conflict/conflict.repository';
+import { LatencyWindow } from './latency-window';
+
+interface DirectionCounters {
+  totalProcessed: number;
+  successful: number;
+  failed: number;
+  totalTime: number;
+  byOperation: Record<string, number>;
+  lag: LatencyWindow;
+  lastLagMs?: number;
+}
+
+export interface DirectionMetrics {
+  totalProcessed: number;
+  successful: number;
+  failed: number;
+  /** Mean processing time per change (ms). */
+  avgProcessTime: number;
+  byOperation: Record<string, number>;
+  /** Write on one side → applied on the other (ms), over the last 2048 changes. */
+  lag: { p50: number | null; p95: number | null; p99: number | null; last: number | null };
+}
+
+export interface DirectionalMetrics {
+  localToAtlas: DirectionMetrics;
+  atlasToLocal: DirectionMetrics;
+  conflicts: { total: number; resolved: number; byWinner: Record<string, number> };
+  deadLettered: number;
+  reconnects: number;
+  staleRejected: number;
+  since: string;
+}
+
+/**
+ * Counts what both directions do: processed, failed, time per change, lag
+ * percentiles, conflicts, dead letters, reconnects. In memory since start;
+ * durable history lives in `_sync_conflicts` and `_sync_dead_letters`.
+ * Health is composed by `SyncHealthService`.
+ *
+ * @publicApi
+ */
+@Injectable()
+export class MonitorService {
+  private readonly logger = new Logger(MonitorService.name);
+  private readonly since = new Date();
+  private readonly directions: Record<SyncDirection, DirectionCounters> = {
+    localToAtlas: MonitorService.emptyCounters(),
+    atlasToLocal: MonitorService.emptyCounters(),
+  };
+  private conflicts = { total: 0, byWinner: {} as Record<string, number> };
+  private readonly conflictTimes: number[] = [];
+  private deadLettered = 0;
+  private reconnects = 0;
+  private staleRejected = 0;
+
+  private static emptyCounters(): DirectionCounters {
+    return {
+      totalProcessed: 0,
+      successful: 0,
+      failed: 0,
+      totalTime: 0,
+      byOperation: {},
+      lag: new LatencyWindow(),
+    };
+  }
+
+  /** Records one change pushed to Atlas. */
+  recordLocalToAtlas(
+    op: SyncOperation,
+    success: boolean,
+    durationMs: number,
+    lagMs?: number,
+  ): void {
+    this.record('localToAtlas', op, success, durationMs, lagMs);
+  }
+
+  /** Records one Atlas change applied locally (the specification's `recordAtlasToLocal`). */
+  recordAtlasToLocal(
+    op: SyncOperation,
+    success: boolean,
+    durationMs: number,
+    lagMs?: number,
+  ): void {
+    this.record('atlasToLocal', op, success, durationMs, lagMs);
+  }
+
+  private record(
+    direction: SyncDirection,
+    op: SyncOperation,
+    success: boolean,
+    durationMs: number,
+    lagMs?: number,
+  ): void {
+    const c = this.directions[direction];
+    c.totalProcessed++;
+    if (success) c.successful++;
+    else c.failed++;
+    c.totalTime += durationMs;
+    c.byOperation[op] = (c.byOperation[op] ?? 0) + 1;
+    if (lagMs !== undefined && lagMs >= 0) {
+      c.lag.add(lagMs);
+      c.lastLagMs = lagMs;
+    }
+  }
+
+  recordConflict(conflict: Pick<ConflictRecord, 'winner'>): void {
+    this.conflicts.total++;
+    this.conflicts.byWinner[conflict.winner] = (this.conflicts.byWinner[conflict.winner] ?? 0) + 1;
+    this.conflictTimes.push(Date.now());
+    if (this.conflictTimes.length > 10_000)
+      this.conflictTimes.splice(0, this.conflictTimes.length - 10_000);
+  }
+
+  recordDeadLetter(): void {
+    this.deadLettered++;
+  }
+
+  recordReconnect(): void {
+    this.reconnects++;
+  }
+
+  /** A change that arrived older than the replica's version (an echo or a lost race). */
+  recordStale(count = 1): void {
+    this.staleRejected += count;
+  }
+
+  get conflictCounters(): { total: number; byWinner: Record<string, number> } {
+    return { total: this.conflicts.total, byWinner: { ...this.conflicts.byWinner } };
+  }
+
+  /** Conflicts recorded in the last hour by this process. */
+  conflictsInLastHour(): number {
+    const cutoff = Date.now() - 3600_000;
+    return this.conflictTimes.filter((t) => t >= cutoff).length;
+  }
+
+  /** Latest lag in ms per direction (undefined before the first change). */
+  lastLag(direction: SyncDirection): number | undefined {
+    return this.directions[direction].lastLagMs;
+  }
+
+  getDirectionalMetrics(): DirectionalMetrics {
+    const view = (c: DirectionCounters): DirectionMetrics => ({
+      totalProcessed: c.totalProcessed,
+      successful: c.successful,
+      failed: c.failed,
+      avgProcessTime: c.totalProcessed
+        ? Math.round((c.totalTime / c.totalProcessed) * 100) / 100
+        : 0,
+      byOperation: { ...c.byOperation },
+      lag: { ...c.lag.percentiles(), last: c.lastLagMs ?? null },
+    });
+    return {
+      localToAtlas: view(this.directions.localToAtlas),
+      atlasToLocal: view(this.directions.atlasToLocal),
+      conflicts: {
+        total: this.conflicts.total,
+        resolved: this.conflicts.total,
+        byWinner: { ...this.conflicts.byWinner },
+      },
+      deadLettered: this.deadLettered,
+      reconnects: this.reconnects,
+      staleRejected: this.staleRejected,
+      since: this.since.toISOString(),
+    };
+  }
+}

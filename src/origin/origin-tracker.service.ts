@@ -1,0 +1,113 @@
+import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { SYNC_CONFIG } from '../bidirectional-sync.constants';
+import { ResolvedSyncConfig } from '../config/sync-config';
+import { HybridLogicalClock, SyncVersion } from '../common/hybrid-logical-clock';
+import { readStamp } from '../common/sync-stamp';
+import { SyncMetadataRepository } from '../metadata/sync-metadata.repository';
+import { idKey } from '../outbox/outbox.repository';
+
+interface RecentChange {
+  origin: 'local' | 'atlas';
+  version?: SyncVersion;
+  at: number;
+}
+
+const CLEANUP_JOB = 'bidirectional-sync:origin-cleanup';
+
+/**
+ * Knows this device's instance id and clock, and which recent changes came
+ * from where. Loop prevention does not depend on the in-memory map: every
+ * change carries its origin and version in its `_sync` stamp, a replica only
+ * accepts newer versions, and Atlas events written by this instance are
+ * filtered on the server. The map serves diagnostics and is bounded by
+ * `ORIGIN_TRACKING_CLEANUP_INTERVAL`.
+ *
+ * @publicApi
+ */
+@Injectable()
+export class OriginTrackerService implements OnModuleDestroy {
+  private readonly logger = new Logger(OriginTrackerService.name);
+  private id?: string;
+  private hlc?: HybridLogicalClock;
+  private readonly recent = new Map<string, RecentChange>();
+  private skipped = 0;
+
+  constructor(
+    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    private readonly metadata: SyncMetadataRepository,
+    private readonly scheduler: SchedulerRegistry,
+  ) {}
+
+  /** Loads (or creates) the instance id and restores the clock; called once at start. */
+  async initialize(): Promise<void> {
+    if (this.id) return;
+    this.id = await this.metadata.resolveInstanceId(this.config.instanceId);
+    this.hlc = new HybridLogicalClock(this.id);
+    this.hlc.receive(await this.metadata.getClockHighWater(this.id));
+    if (!this.scheduler.doesExist('interval', CLEANUP_JOB)) {
+      const timer = setInterval(() => this.cleanup(), this.config.originTrackingCleanupInterval);
+      timer.unref();
+      this.scheduler.addInterval(CLEANUP_JOB, timer);
+    }
+    this.logger.log(`Instance id ${this.id}`);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    if (this.scheduler.doesExist('interval', CLEANUP_JOB))
+      this.scheduler.deleteInterval(CLEANUP_JOB);
+    await this.persistClock().catch(() => undefined);
+  }
+
+  get instanceId(): string {
+    if (!this.id) throw new Error('OriginTrackerService is not initialized');
+    return this.id;
+  }
+
+  get clock(): HybridLogicalClock {
+    if (!this.hlc) throw new Error('OriginTrackerService is not initialized');
+    return this.hlc;
+  }
+
+  /** Persists the clock's high-water mark so a restart never issues older versions. */
+  async persistClock(): Promise<void> {
+    if (this.id && this.hlc) await this.metadata.saveClockHighWater(this.id, this.hlc.highWater);
+  }
+
+  markLocalChange(collection: string, docId: unknown, version?: SyncVersion): void {
+    this.recent.set(`${collection}:${idKey(docId)}`, { origin: 'local', version, at: Date.now() });
+  }
+
+  markAtlasChange(collection: string, docId: unknown, version?: SyncVersion): void {
+    this.recent.set(`${collection}:${idKey(docId)}`, { origin: 'atlas', version, at: Date.now() });
+  }
+
+  isLocalChange(collection: string, docId: unknown): boolean {
+    return this.recent.get(`${collection}:${idKey(docId)}`)?.origin === 'local';
+  }
+
+  /** True when a document's stamp says this instance wrote it (an echo). */
+  shouldSkipSync(doc: Record<string, unknown> | null | undefined): boolean {
+    const skip = readStamp(doc)?.o === this.id;
+    if (skip) {
+      this.skipped++;
+      this.logger.debug('Skipping sync - same instance');
+    }
+    return skip;
+  }
+
+  get skippedEchoes(): number {
+    return this.skipped;
+  }
+
+  get trackedChanges(): number {
+    return this.recent.size;
+  }
+
+  /** Drops origin entries older than the cleanup interval and persists the clock. */
+  cleanup(): void {
+    const cutoff = Date.now() - this.config.originTrackingCleanupInterval;
+    for (const [key, change] of this.recent) if (change.at < cutoff) this.recent.delete(key);
+    this.persistClock().catch((err) => this.logger.warn(`Could not persist clock: ${err}`));
+  }
+}

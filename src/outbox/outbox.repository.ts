@@ -1,0 +1,159 @@
+import { Injectable } from '@nestjs/common';
+import type { AnyBulkWriteOperation, Collection, Document } from 'mongodb';
+import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
+import { compareVersions, SyncVersion } from '../common/hybrid-logical-clock';
+import { DocumentKey, documentKey } from '../common/sync-stamp';
+import { SyncStoresService } from '../metadata/sync-stores.service';
+
+/** One pending local change: the newest state of one document. */
+export interface OutboxEntry {
+  _id: DocumentKey;
+  op: 'upsert' | 'delete';
+  /** Version of this state; the entry is replaced only by a newer one. */
+  v: SyncVersion;
+  /** Full document (with its `_sync` stamp) for upserts. */
+  doc?: Document;
+  /** Order of enqueueing (oldest first). */
+  seq: number;
+  enqueuedAt: Date;
+  /** Not retried before this time (epoch ms; 0 = now). */
+  retryAt: number;
+  attempts: number;
+  lastError?: string;
+}
+
+export type NewOutboxEntry = Pick<OutboxEntry, 'op' | 'v' | 'doc'> & {
+  collection: string;
+  id: unknown;
+};
+
+let lastSeq = 0;
+/** Strictly increasing within a process, and after every earlier process's (wall-clock based). */
+function nextSeq(): number {
+  lastSeq = Math.max(lastSeq + 1, Date.now() * 1000);
+  return lastSeq;
+}
+
+/**
+ * The durable outbox in the local database. Captured changes are coalesced
+ * per document (an entry only ever moves to a newer version), so a device
+ * offline for days holds one entry per changed document, not one per write.
+ *
+ * @publicApi
+ */
+@Injectable()
+export class OutboxRepository {
+  constructor(private readonly stores: SyncStoresService) {}
+
+  get collection(): Collection<OutboxEntry> {
+    return this.stores.local.collection<OutboxEntry>(SYNC_COLLECTIONS.outbox);
+  }
+
+  /** Adds or advances entries; an entry already holding a newer version is kept. */
+  async enqueue(entries: NewOutboxEntry[]): Promise<void> {
+    if (!entries.length) return;
+    const now = new Date();
+    const ops: AnyBulkWriteOperation<OutboxEntry>[] = entries.map((e) => ({
+      updateOne: {
+        filter: { _id: documentKey(e.collection, e.id), v: { $lt: e.v } } as Document,
+        update: {
+          $set: {
+            op: e.op,
+            v: e.v,
+            doc: e.doc,
+            seq: nextSeq(),
+            enqueuedAt: now,
+            retryAt: 0,
+            attempts: 0,
+          },
+          $unset: { lastError: '' },
+        } as Document,
+        upsert: true,
+      },
+    }));
+    await this.collection.bulkWrite(ops, { ordered: false }).catch(ignoreDuplicateKeys);
+  }
+
+  /** The oldest entries due for a push. */
+  async next(limit: number): Promise<OutboxEntry[]> {
+    return this.collection
+      .find({ retryAt: { $lte: Date.now() } })
+      .sort({ retryAt: 1, seq: 1 })
+      .limit(limit)
+      .toArray();
+  }
+
+  /** Removes pushed entries, unless they moved to a newer version meanwhile. */
+  async acknowledge(entries: Pick<OutboxEntry, '_id' | 'v'>[]): Promise<void> {
+    if (!entries.length) return;
+    await this.collection.bulkWrite(
+      entries.map((e) => ({ deleteOne: { filter: { _id: e._id, v: e.v } as Document } })),
+      { ordered: false },
+    );
+  }
+
+  /** Keeps a failed entry for a later retry with backoff. */
+  async fail(entry: OutboxEntry, error: string, retryInMs: number): Promise<void> {
+    await this.collection.updateOne({ _id: entry._id, v: entry.v } as Document, {
+      $set: { lastError: error, retryAt: Date.now() + retryInMs },
+      $inc: { attempts: 1 },
+    });
+  }
+
+  /** Pending versions of some documents of one collection (key: EJSON of the id). */
+  async pendingFor(collection: string, ids: unknown[]): Promise<Map<string, OutboxEntry>> {
+    const found = await this.collection
+      .find({ _id: { $in: ids.map((i) => documentKey(collection, i)) } } as Document)
+      .toArray();
+    return new Map(found.map((e) => [idKey(e._id.i), e]));
+  }
+
+  /** Drops a pending entry that a newer remote version superseded. */
+  async dropIfNotNewer(collection: string, id: unknown, version: SyncVersion): Promise<void> {
+    await this.collection.deleteOne({
+      _id: documentKey(collection, id),
+      v: { $lte: version },
+    } as Document);
+  }
+
+  count(): Promise<number> {
+    return this.collection.estimatedDocumentCount();
+  }
+
+  async oldestEnqueuedAt(): Promise<Date | undefined> {
+    const oldest = await this.collection
+      .find({}, { projection: { enqueuedAt: 1 } })
+      .sort({ seq: 1 })
+      .limit(1)
+      .next();
+    return oldest?.enqueuedAt;
+  }
+
+  newer(a: OutboxEntry | undefined, v: SyncVersion): boolean {
+    return !!a && compareVersions(a.v, v) > 0;
+  }
+}
+
+/** A stable string key for a document id of any BSON type. */
+export function idKey(id: unknown): string {
+  return JSON.stringify(toComparable(id));
+}
+
+function toComparable(value: unknown): unknown {
+  if (value && typeof value === 'object') {
+    const v = value as { _bsontype?: string; toHexString?: () => string; toString: () => string };
+    if (v._bsontype) return { $t: v._bsontype, v: v.toHexString ? v.toHexString() : v.toString() };
+    if (value instanceof Date) return { $d: value.getTime() };
+    if (Array.isArray(value)) return value.map(toComparable);
+    return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, toComparable(x)]));
+  }
+  return value;
+}
+
+/** Unordered bulk writes whose only failures are duplicate keys (an upsert-if-newer that lost) are fine. */
+export function ignoreDuplicateKeys(err: unknown): void {
+  const writeErrors = (err as { writeErrors?: { code: number }[] | { code: number } }).writeErrors;
+  const list = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : undefined;
+  if (list && list.length && list.every((w) => w.code === 11000)) return;
+  throw err;
+}

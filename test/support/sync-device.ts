@@ -1,0 +1,98 @@
+import { INestApplication, Type } from '@nestjs/common';
+import { EventEmitterModule } from '@nestjs/event-emitter';
+import { getConnectionToken, MongooseModule, Prop, Schema, SchemaFactory } from '@nestjs/mongoose';
+import { ScheduleModule } from '@nestjs/schedule';
+import { Test } from '@nestjs/testing';
+import type { Db } from 'mongodb';
+import type { Connection } from 'mongoose';
+import { BidirectionalSyncModule } from '../../src/bidirectional-sync.module';
+import { BidirectionalSyncService } from '../../src/bidirectional-sync.service';
+import type { BidirectionalSyncModuleOptions } from '../../src/config/sync-options.interface';
+import type { SyncConflictResolver } from '../../src/conflict/conflict-resolver.interface';
+
+/** A model with hooks and validation, as a host application would register. */
+@Schema({ collection: 'menuitems' })
+export class MenuItem {
+  @Prop({ required: true, trim: true })
+  name!: string;
+
+  @Prop({ min: 0 })
+  price?: number;
+
+  @Prop()
+  category?: string;
+
+  @Prop()
+  touchedByHook?: boolean;
+}
+export const MenuItemSchema = SchemaFactory.createForClass(MenuItem);
+/** Counts document middleware runs on replicated data (business logic preservation). */
+export const hookRuns = { save: 0 };
+MenuItemSchema.pre('save', function () {
+  hookRuns.save++;
+});
+
+export interface DeviceOptions {
+  localUri: string;
+  localDbName: string;
+  atlasUri: string;
+  atlasDbName: string;
+  instanceId?: string;
+  options?: Partial<BidirectionalSyncModuleOptions>;
+  conflictResolver?: Type<SyncConflictResolver>;
+}
+
+/** One device: a Nest application with the module, its own local database and the shared Atlas. */
+export class SyncDevice {
+  private constructor(
+    readonly app: INestApplication,
+    readonly opts: DeviceOptions,
+  ) {}
+
+  static async start(opts: DeviceOptions): Promise<SyncDevice> {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        ScheduleModule.forRoot(),
+        EventEmitterModule.forRoot(),
+        MongooseModule.forRoot(opts.localUri, { dbName: opts.localDbName }),
+        MongooseModule.forFeature([{ name: MenuItem.name, schema: MenuItemSchema }]),
+        BidirectionalSyncModule.forRoot({
+          atlasUri: opts.atlasUri,
+          atlasDbName: opts.atlasDbName,
+          instanceId: opts.instanceId,
+          enabled: true,
+          outboxDrainInterval: 50,
+          reconnectInterval: 200,
+          maxReconnectInterval: 2000,
+          ...opts.options,
+          conflictResolver: opts.conflictResolver,
+        }),
+      ],
+    }).compile();
+    const app = moduleRef.createNestApplication({
+      logger: process.env.SYNC_TEST_LOGS ? undefined : false,
+    });
+    await app.init();
+    return new SyncDevice(app, opts);
+  }
+
+  get sync(): BidirectionalSyncService {
+    return this.app.get(BidirectionalSyncService);
+  }
+
+  get connection(): Connection {
+    return this.app.get<Connection>(getConnectionToken());
+  }
+
+  get db(): Db {
+    return this.connection.db as unknown as Db;
+  }
+
+  get<T>(type: Type<T>): T {
+    return this.app.get(type);
+  }
+
+  async close(): Promise<void> {
+    await this.app.close();
+  }
+}
