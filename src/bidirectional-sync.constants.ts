@@ -29,3 +29,6 @@ export const SYNC_LOCAL_DB = Symbol('SYNC_LOCAL_DB');
 
 /** Injection token of the local Mongoose `Connection` the module applies changes through. */
 export const SYNC_LOCAL_CONNECTION = Symbol('SYNC_LOCAL_CONNECTION');
+
+/** Injection token of the wall clock (`() => epoch ms`, default `Date.now`); override to test clock skew. */
+export const SYNC_WALL_CLOCK = Symbol('SYNC_WALL_CLOCK');

@@ -5,6 +5,7 @@ import {
   SYNC_CONFIG,
   SYNC_CONFLICT_RESOLVER,
   SYNC_LOCAL_CONNECTION,
+  SYNC_WALL_CLOCK,
 } from './bidirectional-sync.constants';
 import {
   ConfigurableBidirectionalSyncModule,
@@ -99,6 +100,7 @@ export class BidirectionalSyncModule extends ConfigurableBidirectionalSyncModule
         provide: SYNC_LOCAL_CONNECTION,
         useExisting: getConnectionToken(extras.localConnectionName),
       },
+      { provide: SYNC_WALL_CLOCK, useValue: Date.now },
       ...(extras.conflictResolver
         ? [{ provide: SYNC_CONFLICT_RESOLVER, useClass: extras.conflictResolver }]
         : []),

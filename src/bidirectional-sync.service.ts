@@ -116,6 +116,11 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     this.logger.log('Sync stopped');
   }
 
+  /** Pushes every pending local change now (also done on shutdown). */
+  flush(): Promise<number> {
+    return this.drainer.drain();
+  }
+
   isEnabled(): boolean {
     return this.enabled;
   }

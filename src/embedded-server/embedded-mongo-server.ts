@@ -26,6 +26,12 @@ export interface EmbeddedMongoServerOptions {
   name?: string;
   /** Milliseconds to wait for the server to answer `hello`. Default 30000. */
   startTimeoutMs?: number;
+  /**
+   * Kill the server at once when the process gets SIGINT/SIGTERM/SIGHUP (default true). The
+   * service sets false and stops it itself after its graceful shutdown; the server still dies
+   * with the process either way.
+   */
+  killOnSignal?: boolean;
 }
 
 const TEMP_ROOT = join(tmpdir(), 'nest-bidi-sync-servers');
@@ -59,7 +65,7 @@ function installExitHooks(): void {
   });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const handler = (): void => {
-      for (const server of live) server.killNow();
+      for (const server of live) server.onSignal();
       process.removeListener(signal, handler);
       // Only re-raise when nobody else handles the signal (a Nest app with
       // shutdown hooks does, and exits on its own).
@@ -278,6 +284,11 @@ export class EmbeddedMongoServer {
     const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
     await this.exited;
     clearTimeout(timer);
+  }
+
+  /** Called on SIGINT/SIGTERM/SIGHUP: kills at once unless `killOnSignal` is false. */
+  onSignal(): void {
+    if (this.options.killOnSignal !== false) this.killNow();
   }
 
   /** Kills the process at once (SIGKILL), synchronously. Used on process exit. */

@@ -9,6 +9,7 @@ interface DirectionCounters {
   failed: number;
   totalTime: number;
   byOperation: Record<string, number>;
+  byOperationResult: Record<string, { successful: number; failed: number }>;
   lag: LatencyWindow;
   lastLagMs?: number;
 }
@@ -63,6 +64,7 @@ export class MonitorService {
       failed: 0,
       totalTime: 0,
       byOperation: {},
+      byOperationResult: {},
       lag: new LatencyWindow(),
     };
   }
@@ -100,6 +102,9 @@ export class MonitorService {
     else c.failed++;
     c.totalTime += durationMs;
     c.byOperation[op] = (c.byOperation[op] ?? 0) + 1;
+    const results = (c.byOperationResult[op] ??= { successful: 0, failed: 0 });
+    if (success) results.successful++;
+    else results.failed++;
     if (lagMs !== undefined && lagMs >= 0) {
       c.lag.add(lagMs);
       c.lastLagMs = lagMs;
@@ -135,6 +140,15 @@ export class MonitorService {
   conflictsInLastHour(): number {
     const cutoff = Date.now() - 3600_000;
     return this.conflictTimes.filter((t) => t >= cutoff).length;
+  }
+
+  /** Successful and failed changes per operation of one direction (for the Prometheus exporter). */
+  operationResults(
+    direction: SyncDirection,
+  ): Record<string, { successful: number; failed: number }> {
+    return Object.fromEntries(
+      Object.entries(this.directions[direction].byOperationResult).map(([op, r]) => [op, { ...r }]),
+    );
   }
 
   /** Latest lag in ms per direction (undefined before the first change). */

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { SYNC_CONFIG } from '../bidirectional-sync.constants';
+import { SYNC_CONFIG, SYNC_WALL_CLOCK } from '../bidirectional-sync.constants';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { HybridLogicalClock, SyncVersion } from '../common/hybrid-logical-clock';
 import { readStamp } from '../common/sync-stamp';
@@ -37,13 +37,14 @@ export class OriginTrackerService implements OnModuleDestroy {
     @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
     private readonly metadata: SyncMetadataRepository,
     private readonly scheduler: SchedulerRegistry,
+    @Inject(SYNC_WALL_CLOCK) private readonly wallClock: () => number,
   ) {}
 
   /** Loads (or creates) the instance id and restores the clock; called once at start. */
   async initialize(): Promise<void> {
     if (this.id) return;
     this.id = await this.metadata.resolveInstanceId(this.config.instanceId);
-    this.hlc = new HybridLogicalClock(this.id);
+    this.hlc = new HybridLogicalClock(this.id, this.wallClock);
     this.hlc.receive(await this.metadata.getClockHighWater(this.id));
     if (!this.scheduler.doesExist('interval', CLEANUP_JOB)) {
       const timer = setInterval(() => this.cleanup(), this.config.originTrackingCleanupInterval);

@@ -205,15 +205,13 @@ export class ChangeProcessorService {
         successor(previous?.v),
         successor(tombs.get(idKey(c.documentKey._id))?._sync.v),
       )!;
-      await this.stores.atlas
-        .collection(c.ns.coll)
-        .updateOne(
-          {
-            _id: c.documentKey._id,
-            [`${SYNC_STAMP_FIELD}.v`]: previous ? previous.v : { $exists: false },
-          } as Document,
-          { $set: { [SYNC_STAMP_FIELD]: { v, o: ATLAS_ORIGIN } } },
-        );
+      await this.stores.atlas.collection(c.ns.coll).updateOne(
+        {
+          _id: c.documentKey._id,
+          [`${SYNC_STAMP_FIELD}.v`]: previous ? previous.v : { $exists: false },
+        } as Document,
+        { $set: { [SYNC_STAMP_FIELD]: { v, o: ATLAS_ORIGIN } } },
+      );
     }
   }
 

@@ -5,6 +5,7 @@ import { ScheduleModule } from '@nestjs/schedule';
 import { Test } from '@nestjs/testing';
 import type { Db } from 'mongodb';
 import type { Connection } from 'mongoose';
+import { SYNC_WALL_CLOCK } from '../../src/bidirectional-sync.constants';
 import { BidirectionalSyncModule } from '../../src/bidirectional-sync.module';
 import { BidirectionalSyncService } from '../../src/bidirectional-sync.service';
 import type { BidirectionalSyncModuleOptions } from '../../src/config/sync-options.interface';
@@ -40,6 +41,8 @@ export interface DeviceOptions {
   instanceId?: string;
   options?: Partial<BidirectionalSyncModuleOptions>;
   conflictResolver?: Type<SyncConflictResolver>;
+  /** Simulates a device whose clock runs ahead (positive) or behind (negative). */
+  clockOffsetMs?: number;
 }
 
 /** One device: a Nest application with the module, its own local database and the shared Atlas. */
@@ -68,7 +71,10 @@ export class SyncDevice {
           conflictResolver: opts.conflictResolver,
         }),
       ],
-    }).compile();
+    })
+      .overrideProvider(SYNC_WALL_CLOCK)
+      .useValue(() => Date.now() + (opts.clockOffsetMs ?? 0))
+      .compile();
     const app = moduleRef.createNestApplication({
       logger: process.env.SYNC_TEST_LOGS ? undefined : false,
     });

@@ -1,0 +1,46 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { EventEmitterModule } from '@nestjs/event-emitter';
+import { MongooseModule } from '@nestjs/mongoose';
+import { ScheduleModule } from '@nestjs/schedule';
+import { TerminusModule } from '@nestjs/terminus';
+import { SyncApiModule } from './api/sync-api.module';
+import { syncApiOptionsFromEnv } from './api/sync-api.config';
+import { AppController } from './app.controller';
+import { BidirectionalSyncModule } from './bidirectional-sync.module';
+import { syncOptionsFromEnv } from './config/sync-config';
+import { SyncHealthModule } from './health/sync-health.module';
+import { EmbeddedDevServers } from './service/embedded-dev-servers';
+import type { ServiceConfig } from './service/service-config';
+
+export interface AppModuleOptions {
+  config: ServiceConfig;
+  /** Connection strings in use (the configured ones, or the embedded servers'). */
+  uris: { local: string; atlas: string };
+  /** The embedded servers, stopped when the application shuts down. */
+  devServers?: EmbeddedDevServers;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The runnable service: the host's local connection, the sync engine, the
+ * sync API and a Terminus `/health`. Built by `src/main.ts` from the environment.
+ */
+@Module({})
+export class AppModule {
+  static forRoot({ config, uris, devServers, env = process.env }: AppModuleOptions): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ScheduleModule.forRoot(),
+        EventEmitterModule.forRoot(),
+        MongooseModule.forRoot(uris.local, { dbName: config.localDbName }),
+        BidirectionalSyncModule.forRoot(syncOptionsFromEnv(env, { atlasUri: uris.atlas })),
+        SyncApiModule.forRoot(syncApiOptionsFromEnv(env)),
+        SyncHealthModule,
+        TerminusModule,
+      ],
+      controllers: [AppController],
+      providers: devServers ? [{ provide: EmbeddedDevServers, useValue: devServers }] : [],
+    };
+  }
+}

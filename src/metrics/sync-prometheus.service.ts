@@ -1,0 +1,259 @@
+import { Injectable } from '@nestjs/common';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { BidirectionalHealth } from '../bidirectional-sync.service';
+import type { SyncDirection } from '../events/sync-events';
+import { SyncEngineLocator } from '../health/sync-engine.locator';
+import type { DirectionalMetrics } from '../monitor/monitor.service';
+
+/** Metric name prefix. */
+export const SYNC_METRIC_PREFIX = 'bidirectional_sync_';
+
+const DIRECTIONS: Record<SyncDirection, string> = {
+  localToAtlas: 'local_to_atlas',
+  atlasToLocal: 'atlas_to_local',
+};
+const QUANTILES = [
+  ['p50', '0.5'],
+  ['p95', '0.95'],
+  ['p99', '0.99'],
+] as const;
+const HEALTH_STATES = ['healthy', 'degraded', 'unhealthy'] as const;
+
+interface Snapshot {
+  metrics: DirectionalMetrics;
+  results: Record<SyncDirection, Record<string, { successful: number; failed: number }>>;
+  health?: BidirectionalHealth;
+}
+
+/**
+ * Prometheus exposition of the sync figures, in its own `Registry` (merge it
+ * into the host's with `Registry.merge([hostRegistry, service.registry])`).
+ * Values are read from the engine at scrape time; counters count since the
+ * service started.
+ *
+ * @publicApi
+ */
+@Injectable()
+export class SyncPrometheusService {
+  readonly registry = new Registry();
+  private cached?: { at: number; snapshot: Promise<Snapshot> };
+
+  constructor(private readonly engine: SyncEngineLocator) {
+    const registers = [this.registry];
+    const snapshot = () => this.snapshot();
+
+    new Counter({
+      name: `${SYNC_METRIC_PREFIX}changes_total`,
+      help: 'Changes processed, by direction, operation and result (success or failure).',
+      labelNames: ['direction', 'operation', 'result'],
+      registers,
+      async collect() {
+        const s = await snapshot();
+        this.reset();
+        for (const [direction, label] of Object.entries(DIRECTIONS)) {
+          for (const [operation, r] of Object.entries(s.results[direction as SyncDirection])) {
+            this.inc({ direction: label, operation, result: 'success' }, r.successful);
+            this.inc({ direction: label, operation, result: 'failure' }, r.failed);
+          }
+        }
+      },
+    });
+
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}lag_seconds`,
+      help: 'Sync lag (write on one side to applied on the other) over the last 2048 changes, by direction and quantile.',
+      labelNames: ['direction', 'quantile'],
+      registers,
+      async collect() {
+        const s = await snapshot();
+        this.reset();
+        for (const [direction, label] of Object.entries(DIRECTIONS)) {
+          const lag = s.metrics[direction as SyncDirection].lag;
+          for (const [key, quantile] of QUANTILES) {
+            const ms = lag[key];
+            if (ms !== null) this.set({ direction: label, quantile }, ms / 1000);
+          }
+        }
+      },
+    });
+
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}process_time_avg_seconds`,
+      help: 'Mean processing time per change, by direction.',
+      labelNames: ['direction'],
+      registers,
+      async collect() {
+        const s = await snapshot();
+        for (const [direction, label] of Object.entries(DIRECTIONS))
+          this.set(
+            { direction: label },
+            s.metrics[direction as SyncDirection].avgProcessTime / 1000,
+          );
+      },
+    });
+
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}outbox_depth`,
+      help: 'Local changes waiting to be pushed to Atlas.',
+      registers,
+      async collect() {
+        const queue = (await snapshot()).health?.syncWorker.queueSize;
+        this.reset();
+        if (queue !== undefined && queue >= 0) this.set(queue);
+      },
+    });
+
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}outbox_oldest_age_seconds`,
+      help: 'Age of the oldest pending local change (0 when the outbox is empty).',
+      registers,
+      async collect() {
+        const health = (await snapshot()).health;
+        this.reset();
+        if (health) this.set((health.syncWorker.oldestPendingAgeMs ?? 0) / 1000);
+      },
+    });
+
+    new Counter({
+      name: `${SYNC_METRIC_PREFIX}conflicts_total`,
+      help: 'Conflicts resolved, by winner.',
+      labelNames: ['winner'],
+      registers,
+      async collect() {
+        const { conflicts } = (await snapshot()).metrics;
+        this.reset();
+        for (const winner of ['local', 'atlas', 'merged'])
+          this.inc({ winner }, conflicts.byWinner[winner] ?? 0);
+      },
+    });
+
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}conflicts_last_hour`,
+      help: 'Conflicts in the last hour (alert threshold: health maxConflictsPerHour).',
+      registers,
+      async collect() {
+        const health = (await snapshot()).health;
+        this.reset();
+        if (health) this.set(health.conflictsLastHour);
+      },
+    });
+
+    this.counter(
+      'dead_letters_total',
+      'Remote changes the host rejected (dead-lettered).',
+      (m) => m.deadLettered,
+    );
+    this.counter(
+      'reconnects_total',
+      'Atlas change stream disconnects followed by a reconnect.',
+      (m) => m.reconnects,
+    );
+    this.counter(
+      'stale_rejected_total',
+      'Changes older than the stored version (echoes or lost races), skipped.',
+      (m) => m.staleRejected,
+    );
+
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}up`,
+      help: '1 while sync is healthy or degraded, 0 when unhealthy or the health check fails.',
+      registers,
+      async collect() {
+        const health = (await snapshot()).health;
+        this.set(health && health.health !== 'unhealthy' ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}health_status`,
+      help: 'Health of sync: 1 for the current state, 0 for the others.',
+      labelNames: ['state'],
+      registers,
+      async collect() {
+        const health = (await snapshot()).health;
+        for (const state of HEALTH_STATES) this.set({ state }, health?.health === state ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}enabled`,
+      help: '1 when Atlas to Local sync is enabled (POST /toggle).',
+      registers,
+      async collect() {
+        const health = (await snapshot()).health;
+        this.reset();
+        if (health) this.set(health.enabled ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}change_stream_connected`,
+      help: '1 while a change stream is connected, by stream (atlas listener, local capture).',
+      labelNames: ['stream'],
+      registers,
+      async collect() {
+        const health = (await snapshot()).health;
+        this.reset();
+        if (!health) return;
+        this.set({ stream: 'atlas' }, health.atlasListener.connected ? 1 : 0);
+        this.set({ stream: 'local' }, health.localCapture.connected ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}resume_token_age_seconds`,
+      help: 'Age of the saved Atlas resume token.',
+      registers,
+      async collect() {
+        const age = (await snapshot()).health?.atlasListener.resumeTokenAgeMs;
+        this.reset();
+        if (age !== null && age !== undefined) this.set(age / 1000);
+      },
+    });
+  }
+
+  /** The Prometheus text exposition. */
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private counter(name: string, help: string, read: (m: DirectionalMetrics) => number): void {
+    const snapshot = () => this.snapshot();
+    new Counter({
+      name: `${SYNC_METRIC_PREFIX}${name}`,
+      help,
+      registers: [this.registry],
+      async collect() {
+        const value = read((await snapshot()).metrics);
+        this.reset();
+        this.inc(value);
+      },
+    });
+  }
+
+  /** One reading of the engine shared by every metric of a scrape. */
+  private snapshot(): Promise<Snapshot> {
+    const now = Date.now();
+    if (!this.cached || now - this.cached.at > 250) {
+      this.cached = { at: now, snapshot: this.read() };
+    }
+    return this.cached.snapshot;
+  }
+
+  private async read(): Promise<Snapshot> {
+    const monitor = this.engine.monitor;
+    const health = await this.engine.sync.checkBidirectionalHealth().catch(() => undefined);
+    return {
+      metrics: monitor.getDirectionalMetrics(),
+      results: {
+        localToAtlas: monitor.operationResults('localToAtlas'),
+        atlasToLocal: monitor.operationResults('atlasToLocal'),
+      },
+      health,
+    };
+  }
+}

@@ -1,0 +1,97 @@
+import type { Db, Document, MongoClient } from 'mongodb';
+import { MongoHarness, TestMongoServer, uniqueDbName, waitFor } from './mongo-harness';
+import { DeviceOptions, SyncDevice } from './sync-device';
+
+export type DeviceOverrides = Partial<Omit<DeviceOptions, 'localUri' | 'atlasUri' | 'atlasDbName'>>;
+
+/**
+ * One Atlas server and N device servers, each device a Nest app with the
+ * module. Devices can be closed and started again on the same local database.
+ */
+export class SyncCluster {
+  readonly harness = new MongoHarness();
+  readonly atlasDbName = uniqueDbName('atlas');
+  atlasServer!: TestMongoServer;
+  localServers: TestMongoServer[] = [];
+  atlasClient!: MongoClient;
+  devices: SyncDevice[] = [];
+  private readonly deviceOptions: DeviceOptions[] = [];
+
+  async start(
+    deviceCount: number,
+    overrides: (i: number) => DeviceOverrides = () => ({}),
+  ): Promise<this> {
+    const [atlas, ...locals] = await this.harness.start(deviceCount + 1, { name: 'cluster' });
+    this.atlasServer = atlas;
+    this.localServers = locals;
+    this.atlasClient = await this.harness.client(atlas);
+    for (const [i, local] of locals.entries()) {
+      const opts: DeviceOptions = {
+        localUri: local.uri,
+        localDbName: uniqueDbName(`device${i}`),
+        atlasUri: atlas.uri,
+        atlasDbName: this.atlasDbName,
+        instanceId: `device-${String.fromCharCode(97 + i)}`,
+        ...overrides(i),
+      };
+      this.deviceOptions.push(opts);
+      this.devices.push(await SyncDevice.start(opts));
+    }
+    return this;
+  }
+
+  get atlas(): Db {
+    return this.atlasClient.db(this.atlasDbName);
+  }
+
+  /** Every replica: each device's local database, then Atlas. */
+  get replicas(): Db[] {
+    return [...this.devices.map((d) => d.db), this.atlas];
+  }
+
+  async restartDevice(i: number, overrides: DeviceOverrides = {}): Promise<SyncDevice> {
+    await this.devices[i].close();
+    this.devices[i] = await SyncDevice.start({ ...this.deviceOptions[i], ...overrides });
+    return this.devices[i];
+  }
+
+  /** Waits until `check` holds on every replica. */
+  async everywhere(
+    check: (db: Db) => Promise<boolean>,
+    message: string,
+    timeoutMs = 20_000,
+  ): Promise<void> {
+    await waitFor(async () => (await Promise.all(this.replicas.map(check))).every(Boolean), {
+      message,
+      timeoutMs,
+    });
+  }
+
+  /** Waits until every replica holds the same documents in `collection` (stamps included). */
+  async converged(collection: string, timeoutMs = 30_000): Promise<Document[]> {
+    let snapshot: Document[] = [];
+    await waitFor(
+      async () => {
+        await Promise.all(this.devices.map((d) => d.sync.flush()));
+        const all = await Promise.all(
+          this.replicas.map((db) =>
+            db
+              .collection(collection)
+              .find({}, { sort: { _id: 1 } })
+              .toArray(),
+          ),
+        );
+        const [first, ...rest] = all.map((docs) => JSON.stringify(docs));
+        snapshot = all[0];
+        return rest.every((r) => r === first);
+      },
+      { message: `${collection} identical on every replica`, timeoutMs, intervalMs: 200 },
+    );
+    return snapshot;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.devices.map((d) => d.close().catch(() => undefined)));
+    await this.harness.stopAll();
+  }
+}
