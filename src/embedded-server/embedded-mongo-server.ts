@@ -28,7 +28,8 @@ export interface EmbeddedMongoServerOptions {
   startTimeoutMs?: number;
   /**
    * Kill the server at once when the process gets SIGINT/SIGTERM/SIGHUP (default true). The
-   * service sets false and stops it itself after its graceful shutdown; the server still dies
+   * service sets false and stops it itself after its graceful shutdown; the server then runs
+   * in its own process group, so a terminal's Ctrl-C reaches only its owner. It still dies
    * with the process either way.
    */
   killOnSignal?: boolean;
@@ -239,6 +240,7 @@ export class EmbeddedMongoServer {
       cwd: this.ownDir,
       env: { ...process.env, TMPDIR: this.ownDir, PYTHONUNBUFFERED: '1' },
       stdio: ['ignore', 'ignore', 'pipe'],
+      detached: o.killOnSignal === false,
     });
     this.child = child;
     child.stderr?.setEncoding('utf8');

@@ -81,6 +81,19 @@ export class SyncMetadataRepository {
     );
   }
 
+  async getClockOffset(instanceId: string): Promise<number | undefined> {
+    const doc = await this.collection.findOne({ _id: `clock:${instanceId}` });
+    return typeof doc?.atlasOffsetMs === 'number' ? doc.atlasOffsetMs : undefined;
+  }
+
+  async saveClockOffset(instanceId: string, atlasOffsetMs: number): Promise<void> {
+    await this.collection.updateOne(
+      { _id: `clock:${instanceId}` },
+      { $set: { atlasOffsetMs, calibratedAt: new Date() } },
+      { upsert: true },
+    );
+  }
+
   async getResumeTokenDocument(id: string): Promise<MetadataDocument | null> {
     return this.collection.findOne({ _id: id });
   }

@@ -5,6 +5,7 @@ import { ResolvedSyncConfig } from '../config/sync-config';
 import { HybridLogicalClock, SyncVersion } from '../common/hybrid-logical-clock';
 import { readStamp } from '../common/sync-stamp';
 import { SyncMetadataRepository } from '../metadata/sync-metadata.repository';
+import { SyncStoresService } from '../metadata/sync-stores.service';
 import { idKey } from '../outbox/outbox.repository';
 
 interface RecentChange {
@@ -32,10 +33,13 @@ export class OriginTrackerService implements OnModuleDestroy {
   private hlc?: HybridLogicalClock;
   private readonly recent = new Map<string, RecentChange>();
   private skipped = 0;
+  /** Atlas time minus this machine's time (ms), measured with `hello.localTime`. */
+  private atlasOffsetMs = 0;
 
   constructor(
     @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
     private readonly metadata: SyncMetadataRepository,
+    private readonly stores: SyncStoresService,
     private readonly scheduler: SchedulerRegistry,
     @Inject(SYNC_WALL_CLOCK) private readonly wallClock: () => number,
   ) {}
@@ -44,8 +48,12 @@ export class OriginTrackerService implements OnModuleDestroy {
   async initialize(): Promise<void> {
     if (this.id) return;
     this.id = await this.metadata.resolveInstanceId(this.config.instanceId);
-    this.hlc = new HybridLogicalClock(this.id, this.wallClock);
+    this.atlasOffsetMs = (await this.metadata.getClockOffset(this.id)) ?? 0;
+    // Versions follow Atlas's clock, not this machine's: devices with skewed
+    // clocks then order concurrent writes by (nearly) true time.
+    this.hlc = new HybridLogicalClock(this.id, () => this.wallClock() + this.atlasOffsetMs);
     this.hlc.receive(await this.metadata.getClockHighWater(this.id));
+    await this.calibrate();
     if (!this.scheduler.doesExist('interval', CLEANUP_JOB)) {
       const timer = setInterval(() => this.cleanup(), this.config.originTrackingCleanupInterval);
       timer.unref();
@@ -58,6 +66,35 @@ export class OriginTrackerService implements OnModuleDestroy {
     if (this.scheduler.doesExist('interval', CLEANUP_JOB))
       this.scheduler.deleteInterval(CLEANUP_JOB);
     await this.persistClock().catch(() => undefined);
+  }
+
+  /**
+   * Measures the offset of this machine's clock from Atlas's (`hello.localTime`,
+   * halfway through the round trip) and keeps it for offline starts. Atlas
+   * unreachable: the last known offset stays.
+   */
+  async calibrate(): Promise<void> {
+    try {
+      const sent = this.wallClock();
+      const hello = await this.stores.atlas.admin().command({ hello: 1 }, { timeoutMS: 3000 });
+      const received = this.wallClock();
+      if (!(hello.localTime instanceof Date) || received - sent > 2000) return;
+      const offset = Math.round(hello.localTime.getTime() - (sent + received) / 2);
+      if (Math.abs(offset - this.atlasOffsetMs) > 1000) {
+        this.logger.warn(
+          `This machine's clock differs from Atlas's by ${offset} ms; versions use Atlas time`,
+        );
+      }
+      this.atlasOffsetMs = offset;
+      await this.metadata.saveClockOffset(this.instanceId, offset);
+    } catch (err) {
+      this.logger.debug(`Clock calibration skipped: ${(err as Error)?.message ?? err}`);
+    }
+  }
+
+  /** Atlas time minus this machine's time (ms), as last measured. */
+  get clockOffsetMs(): number {
+    return this.atlasOffsetMs;
   }
 
   get instanceId(): string {
@@ -110,5 +147,6 @@ export class OriginTrackerService implements OnModuleDestroy {
     const cutoff = Date.now() - this.config.originTrackingCleanupInterval;
     for (const [key, change] of this.recent) if (change.at < cutoff) this.recent.delete(key);
     this.persistClock().catch((err) => this.logger.warn(`Could not persist clock: ${err}`));
+    void this.calibrate();
   }
 }

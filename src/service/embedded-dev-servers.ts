@@ -1,7 +1,10 @@
 import { OnApplicationShutdown } from '@nestjs/common';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
-import { EmbeddedMongoServer } from '../embedded-server/embedded-mongo-server';
+import {
+  EmbeddedMongoServer,
+  sweepStaleServerDirs,
+} from '../embedded-server/embedded-mongo-server';
 
 export interface EmbeddedDevServersOptions {
   /** Port of the "local" server (default: a free port). */
@@ -29,6 +32,8 @@ export class EmbeddedDevServers implements OnApplicationShutdown {
 
   static async start(options: EmbeddedDevServersOptions): Promise<EmbeddedDevServers> {
     const dataDir = resolve(options.dataDir);
+    // Temp directories of runs killed with SIGKILL (the data directory is never touched).
+    sweepStaleServerDirs();
     await Promise.all([portFree(options.localPort), portFree(options.atlasPort)]);
     const start = (name: string, port?: number) =>
       EmbeddedMongoServer.start({
@@ -64,7 +69,7 @@ export class EmbeddedDevServers implements OnApplicationShutdown {
     return this.stopped;
   }
 
-  /** Called by Nest after every other shutdown hook's connection closed. */
+  /** Called by Nest at shutdown, after the imported modules closed their connections. */
   onApplicationShutdown(): Promise<void> {
     return this.stop();
   }

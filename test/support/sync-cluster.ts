@@ -64,12 +64,32 @@ export class SyncCluster {
     await waitFor(async () => (await Promise.all(this.replicas.map(check))).every(Boolean), {
       message,
       timeoutMs,
+    }).catch(async (err: Error) => {
+      throw new Error(`${err.message}\n${await this.dump()}`);
     });
+  }
+
+  /** Every replica's data, outbox and tombstones, for failure messages. */
+  async dump(): Promise<string> {
+    const lines: string[] = [];
+    for (const [i, db] of this.replicas.entries()) {
+      const names = (await db.listCollections({}, { nameOnly: true }).toArray())
+        .map((c) => c.name)
+        .sort();
+      for (const name of names.filter(
+        (n) => !n.startsWith('_sync_') || n === '_sync_outbox' || n === '_sync_tombstones',
+      )) {
+        const docs = await db.collection(name).find().limit(20).toArray();
+        if (docs.length) lines.push(`replica ${i} ${name}: ${JSON.stringify(docs)}`);
+      }
+    }
+    return lines.join('\n').slice(0, 8000);
   }
 
   /** Waits until every replica holds the same documents in `collection` (stamps included). */
   async converged(collection: string, timeoutMs = 30_000): Promise<Document[]> {
     let snapshot: Document[] = [];
+    let differing = '';
     await waitFor(
       async () => {
         await Promise.all(this.devices.map((d) => d.sync.flush()));
@@ -83,10 +103,14 @@ export class SyncCluster {
         );
         const [first, ...rest] = all.map((docs) => JSON.stringify(docs));
         snapshot = all[0];
-        return rest.every((r) => r === first);
+        const odd = rest.findIndex((r) => r !== first);
+        differing = odd < 0 ? '' : `replica 0: ${first}\nreplica ${odd + 1}: ${rest[odd]}`;
+        return odd < 0;
       },
       { message: `${collection} identical on every replica`, timeoutMs, intervalMs: 200 },
-    );
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\n${differing.slice(0, 4000)}`);
+    });
     return snapshot;
   }
 
