@@ -145,6 +145,7 @@ export class LocalChangeCaptureService {
           id,
           op: 'upsert',
           v,
+          base: previous?.v ?? tomb?._sync.v,
           doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
         });
         const ops = stampWrites.get(collection) ?? [];

@@ -201,6 +201,8 @@ export class RebaselineService {
             id: doc._id,
             op: 'upsert',
             v: stamp.v,
+            base: atlasVersion,
+            rebase: true,
             doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
           });
         }

@@ -1,11 +1,11 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import type { AnyBulkWriteOperation, Document, MongoBulkWriteError } from 'mongodb';
+import type { Document, MongoBulkWriteError } from 'mongodb';
 import { SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { backoffDelay } from '../common/change-stream-tailer';
-import { compareVersions } from '../common/hybrid-logical-clock';
-import { readStamp, SyncStamp } from '../common/sync-stamp';
+import { compareVersions, maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
+import { readStamp, stateUpdate, SyncStamp, withoutStamp } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { ConflictResolverService } from '../conflict/conflict-resolver.service';
 import { mergeFieldLevel } from '../conflict/field-level-merge';
@@ -20,7 +20,7 @@ import { TombstoneRepository } from './tombstone.repository';
 const DRAIN_JOB = 'bidirectional-sync:outbox-drain';
 const CLEANUP_JOB = 'bidirectional-sync:cleanup';
 
-type PushOutcome = 'applied' | 'stale' | { error: string };
+type PushOutcome = 'applied' | 'stale' | { error: string; retryMs?: number };
 
 export interface DrainerStatus {
   running: boolean;
@@ -139,7 +139,8 @@ export class OutboxDrainerService {
         await this.outbox.fail(
           entry,
           outcome.error,
-          backoffDelay(entry.attempts + 1, { initialMs: 1000, maxMs: 60_000, maxAttempts: 0 }),
+          outcome.retryMs ??
+            backoffDelay(entry.attempts + 1, { initialMs: 1000, maxMs: 60_000, maxAttempts: 0 }),
         );
         this.events.emit(
           SyncEvents.error,
@@ -172,150 +173,280 @@ export class OutboxDrainerService {
     return batch.length;
   }
 
-  /** Compare-and-set pushes of one collection's entries; deletes leave tombstones on Atlas first. */
+  /**
+   * Pushes one collection's entries. Atlas's current versions are read first;
+   * an entry whose base is what Atlas holds is a fast-forward, anything else
+   * is a concurrent edit, resolved by the strategy. Every write is a
+   * compare-and-set on the exact version read, so a race with another device
+   * is retried on the next run instead of overwriting.
+   */
   private async pushCollection(
     collection: string,
     entries: OutboxEntry[],
   ): Promise<Map<OutboxEntry, PushOutcome>> {
     const atlas = this.stores.atlas;
+    const ids = entries.map((e) => e._id.i);
+    const [docs, tombs] = await Promise.all([
+      atlas
+        .collection(collection)
+        .find({ _id: { $in: ids } } as Document)
+        .toArray(),
+      this.tombstones.find(atlas, collection, ids),
+    ]);
+    const current = new Map(docs.map((d) => [idKey(d._id), d]));
     const outcomes = new Map<OutboxEntry, PushOutcome>();
-    const deletes = entries.filter((e) => e.op === 'delete');
-    let upserts = entries.filter((e) => e.op === 'upsert');
+    const writes: PlannedWrite[] = [];
+    const conflicts: Parameters<ConflictResolverService['logConflict']> = [];
 
-    if (this.config.conflictResolutionStrategy === 'field-level' && upserts.length) {
-      upserts = await this.mergeWithAtlas(collection, upserts);
+    for (const entry of entries) {
+      const key = idKey(entry._id.i);
+      const atlasDoc = current.get(key);
+      const atlasState: AtlasState = atlasDoc
+        ? { exists: true, doc: atlasDoc, version: readStamp(atlasDoc)?.v }
+        : { exists: false, version: tombs.get(key)?._sync.v };
+      if (atlasState.version === entry.v) {
+        outcomes.set(entry, 'applied'); // pushed before (a crash between push and acknowledge)
+        continue;
+      }
+      const plan = await this.plan(collection, entry, atlasState);
+      if (plan.conflict)
+        conflicts.push({
+          collection,
+          documentId: entry._id.i,
+          localVersion: entry.v,
+          atlasVersion: atlasState.version,
+          winner: plan.conflict,
+        });
+      if (plan.kind === 'skip') outcomes.set(entry, 'stale');
+      else writes.push({ entry, atlasState, ...plan });
     }
+    await this.conflicts.logConflict(...conflicts);
+    await this.rewriteLocal(
+      collection,
+      writes.filter((w) => w.rewriteLocal),
+    );
 
+    const deletes = writes.filter((w) => w.doc === null);
     // Tombstones before deletes: devices learn the delete's version first.
     await this.tombstones.upsert(
       atlas,
-      deletes.map((e) => ({
-        _id: e._id,
-        _sync: { v: e.v, o: originOf(e) },
+      deletes.map((w) => ({
+        _id: w.entry._id,
+        _sync: { v: w.version, o: this.origin.instanceId },
         deletedAt: new Date(),
       })),
     );
-    const ops: AnyBulkWriteOperation<Document>[] = [
-      ...upserts.map((e) => ({
-        replaceOne: { filter: olderThan(e), replacement: e.doc as Document, upsert: true },
-      })),
-      ...deletes.map((e) => ({ deleteOne: { filter: olderThan(e) } })),
-    ];
-    const ordered = [...upserts, ...deletes];
+    const upserts = writes.filter((w) => w.doc !== null);
     const failures = await bulkFailures(
-      atlas.collection(collection).bulkWrite(ops, { ordered: false }),
+      upserts.length
+        ? atlas.collection(collection).bulkWrite(
+            upserts.map((w) => ({
+              replaceOne: {
+                filter: exactly(w.entry._id.i, w.atlasState),
+                replacement: w.doc as Document,
+                upsert: true,
+              },
+            })),
+            { ordered: false },
+          )
+        : Promise.resolve(),
     );
-    ordered.forEach((entry, i) => {
-      const code = failures.get(i);
-      if (code === undefined) outcomes.set(entry, 'applied');
-      else if (code.code === 11000 && entry.op === 'upsert' && !(entry as MergedEntry).mergedFrom)
-        outcomes.set(entry, 'stale');
-      else if (code.code === 11000)
-        outcomes.set(entry, { error: 'Atlas changed during a field-level merge; retrying' });
-      else outcomes.set(entry, { error: redactMessage(code.message) });
+    upserts.forEach((w, i) => {
+      const failure = failures.get(i);
+      if (!failure) outcomes.set(w.entry, 'applied');
+      else if (failure.code === 11000)
+        outcomes.set(w.entry, { error: 'Atlas changed while pushing; retrying', retryMs: 100 });
+      else outcomes.set(w.entry, { error: redactMessage(failure.message) });
     });
-    // A delete that matched nothing: the document is gone or Atlas holds a newer version.
-    await this.reconcileAfterPush(collection, outcomes);
+    for (const w of deletes) {
+      const result = await atlas
+        .collection(collection)
+        .deleteOne(exactly(w.entry._id.i, w.atlasState));
+      outcomes.set(
+        w.entry,
+        result.deletedCount || !w.atlasState.exists
+          ? 'applied'
+          : { error: 'Atlas changed while deleting; retrying', retryMs: 100 },
+      );
+    }
+    await this.undoBehindTombstones(
+      collection,
+      upserts.filter((w) => outcomes.get(w.entry) === 'applied'),
+    );
     return outcomes;
   }
 
+  /** What to write for one entry, given what Atlas holds. */
+  private async plan(collection: string, entry: OutboxEntry, atlas: AtlasState): Promise<Plan> {
+    const base = entry.base ?? undefined;
+    const localDoc = entry.op === 'delete' ? null : (entry.doc as Document);
+    const ours: Plan = { kind: 'write', doc: localDoc, version: entry.v };
+    // Fast-forward: Atlas still holds the state this edit was made on. A local
+    // delete does not know its base (no pre-image): plain last write wins.
+    const unknownBase = entry.op === 'delete' && base === undefined;
+    if (atlas.version === base || (!atlas.exists && atlas.version === undefined) || unknownBase) {
+      return compareVersions(entry.v, atlas.version) > 0
+        ? ours
+        : { kind: 'skip', conflict: unknownBase ? undefined : 'atlas' };
+    }
+    switch (this.config.conflictResolutionStrategy) {
+      case 'field-level': {
+        if (!localDoc || !atlas.doc) break;
+        const atlasStamp = readStamp(atlas.doc) ?? { v: atlas.version ?? '', o: 'atlas' };
+        const merged = mergeFieldLevel(
+          { doc: localDoc, stamp: readStamp(localDoc)! },
+          { doc: atlas.doc, stamp: atlasStamp },
+        );
+        const version =
+          compareVersions(atlas.version, entry.v) >= 0
+            ? this.origin.clock.tickAfter(atlas.version)
+            : entry.v;
+        const stamp: SyncStamp = { ...merged.stamp, v: version, o: this.origin.instanceId };
+        return {
+          kind: 'write',
+          doc: { ...merged.doc, [SYNC_STAMP_FIELD]: stamp },
+          version,
+          conflict: 'merged',
+          rewriteLocal: version !== entry.v || undefined,
+        };
+      }
+      case 'custom': {
+        const decision = await this.conflicts.resolveConflict({
+          collection,
+          documentId: entry._id.i,
+          local: {
+            document: localDoc ? withoutStamp(localDoc) : null,
+            version: entry.v,
+            origin: this.origin.instanceId,
+          },
+          atlas: {
+            document: atlas.doc ? withoutStamp(atlas.doc) : null,
+            version: atlas.version ?? '',
+            origin: readStamp(atlas.doc)?.o ?? 'atlas',
+          },
+        });
+        const chosen =
+          'merged' in decision
+            ? { ...decision.merged, _id: entry._id.i }
+            : decision.winner === 'local'
+              ? localDoc
+              : (atlas.doc ?? null);
+        const winner = 'merged' in decision ? 'merged' : decision.winner;
+        if (winner === 'atlas' && compareVersions(atlas.version, entry.v) > 0)
+          return { kind: 'skip', conflict: 'atlas' };
+        if (winner === 'local' && compareVersions(entry.v, atlas.version) > 0)
+          return { ...ours, conflict: 'local' };
+        // The choice is older than the other side: it wins under a new version.
+        const version = this.origin.clock.tickAfter(maxVersion(entry.v, atlas.version));
+        const doc = chosen
+          ? {
+              ...withoutStamp(chosen),
+              _id: entry._id.i,
+              [SYNC_STAMP_FIELD]: { v: version, o: this.origin.instanceId },
+            }
+          : null;
+        return { kind: 'write', doc, version, conflict: winner, rewriteLocal: true };
+      }
+    }
+    // last-write-wins (and field-level against a delete): the newer version wins.
+    return compareVersions(entry.v, atlas.version) > 0
+      ? { ...ours, conflict: 'local' }
+      : { kind: 'skip', conflict: 'atlas' };
+  }
+
+  /** Resolutions that produced a new state write it locally too (compare-and-set on the pushed entry's version). */
+  private async rewriteLocal(collection: string, writes: PlannedWrite[]): Promise<void> {
+    const local = this.stores.local;
+    for (const w of writes) {
+      const filter = { _id: w.entry._id.i, [`${SYNC_STAMP_FIELD}.v`]: w.entry.v } as Document;
+      if (w.doc) {
+        const result = await local
+          .collection(collection)
+          .updateOne(filter, stateUpdate(w.entry.doc ?? {}, w.doc));
+        if (!result.matchedCount) await this.upsertLocalIfDeleted(collection, w);
+      } else {
+        await this.tombstones.upsert(local, [
+          {
+            _id: w.entry._id,
+            _sync: { v: w.version, o: this.origin.instanceId },
+            deletedAt: new Date(),
+            src: 'remote',
+          },
+        ]);
+        await local.collection(collection).deleteOne(filter);
+      }
+    }
+  }
+
+  /** A local delete lost to a resolver's choice of the Atlas document: bring it back locally. */
+  private async upsertLocalIfDeleted(collection: string, w: PlannedWrite): Promise<void> {
+    const tombs = await this.tombstones.find(this.stores.local, collection, [w.entry._id.i]);
+    if (tombs.get(idKey(w.entry._id.i))?._sync.v !== w.entry.v) return; // edited again since: that edit decides
+    await this.tombstones.remove(this.stores.local, collection, [
+      { id: w.entry._id.i, upTo: w.entry.v },
+    ]);
+    await this.stores.local
+      .collection(collection)
+      .insertOne(w.doc as Document)
+      .catch(() => undefined);
+  }
+
   /**
-   * After upserting, a tombstone written concurrently by another device may be
-   * newer: delete what we wrote if so (the other device's delete checks the
-   * document after writing its tombstone, so one of the two always sees the other).
-   * Also records a conflict for each push Atlas rejected as stale.
+   * A delete by another device may have written its tombstone between our
+   * read and our upsert: if a newer tombstone exists now, remove what we
+   * wrote (that device checks the document after its tombstone, so one of the
+   * two always sees the other).
    */
-  private async reconcileAfterPush(
-    collection: string,
-    outcomes: Map<OutboxEntry, PushOutcome>,
-  ): Promise<void> {
+  private async undoBehindTombstones(collection: string, applied: PlannedWrite[]): Promise<void> {
+    if (!applied.length) return;
     const atlas = this.stores.atlas;
-    const applied = [...outcomes]
-      .filter(([e, o]) => o === 'applied' && e.op === 'upsert')
-      .map(([e]) => e);
     const tombs = await this.tombstones.find(
       atlas,
       collection,
-      applied.map((e) => e._id.i),
+      applied.map((w) => w.entry._id.i),
     );
     const undo = applied.filter(
-      (e) => compareVersions(tombs.get(idKey(e._id.i))?._sync.v, e.v) > 0,
+      (w) => compareVersions(tombs.get(idKey(w.entry._id.i))?._sync.v, w.version) > 0,
     );
-    if (undo.length) {
-      await atlas.collection(collection).bulkWrite(
-        undo.map((e) => ({
-          deleteOne: { filter: { _id: e._id.i, [`${SYNC_STAMP_FIELD}.v`]: e.v } as Document },
-        })),
-        { ordered: false },
-      );
-      for (const e of undo) outcomes.set(e, 'stale');
-    }
-    const stale = [...outcomes].filter(([, o]) => o === 'stale').map(([e]) => e);
-    if (!stale.length) return;
-    const current = await atlas
-      .collection(collection)
-      .find({ _id: { $in: stale.map((e) => e._id.i) } } as Document, {
-        projection: { [SYNC_STAMP_FIELD]: 1 },
-      })
-      .toArray();
-    const atlasVersions = new Map(current.map((d) => [idKey(d._id), readStamp(d)?.v]));
-    const staleTombs = await this.tombstones.find(
-      atlas,
-      collection,
-      stale.map((e) => e._id.i),
-    );
-    await this.conflicts.logConflict(
-      ...stale.map((e) => ({
-        collection,
-        documentId: e._id.i,
-        localVersion: e.v,
-        atlasVersion: atlasVersions.get(idKey(e._id.i)) ?? staleTombs.get(idKey(e._id.i))?._sync.v,
-        winner: 'atlas' as const,
+    if (!undo.length) return;
+    await atlas.collection(collection).bulkWrite(
+      undo.map((w) => ({
+        deleteOne: {
+          filter: { _id: w.entry._id.i, [`${SYNC_STAMP_FIELD}.v`]: w.version } as Document,
+        },
       })),
+      { ordered: false },
     );
   }
-
-  /** Field-level: merge each entry with Atlas's current state; the push then compares against that state's version. */
-  private async mergeWithAtlas(collection: string, entries: OutboxEntry[]): Promise<MergedEntry[]> {
-    const current = await this.stores.atlas
-      .collection(collection)
-      .find({ _id: { $in: entries.map((e) => e._id.i) } } as Document)
-      .toArray();
-    const byId = new Map(current.map((d) => [idKey(d._id), d]));
-    return entries.map((e) => {
-      const remote = byId.get(idKey(e._id.i));
-      const remoteStamp = readStamp(remote);
-      const localStamp = readStamp(e.doc);
-      if (!remote || !remoteStamp || !localStamp) return e;
-      const merged = mergeFieldLevel(
-        { doc: e.doc!, stamp: localStamp },
-        { doc: remote, stamp: remoteStamp },
-      );
-      // The merged state replaces exactly the state it merged with, under a
-      // version newer than both (`v` stays the outbox entry's identity).
-      const version =
-        compareVersions(remoteStamp.v, e.v) >= 0 ? this.origin.clock.tickAfter(remoteStamp.v) : e.v;
-      const stamp: SyncStamp = { ...merged.stamp, v: version, o: this.origin.instanceId };
-      return { ...e, doc: { ...merged.doc, [SYNC_STAMP_FIELD]: stamp }, mergedFrom: remoteStamp.v };
-    });
-  }
 }
 
-type MergedEntry = OutboxEntry & { mergedFrom?: string };
-
-function originOf(e: OutboxEntry): string {
-  return (
-    (e.doc?.[SYNC_STAMP_FIELD] as SyncStamp | undefined)?.o ?? e.v.split('-').slice(2).join('-')
-  );
+/** What Atlas holds for a document: a document (maybe unstamped), a tombstone, or nothing. */
+interface AtlasState {
+  exists: boolean;
+  doc?: Document;
+  version?: SyncVersion;
 }
 
-/** Filter matching the document only while Atlas holds an older version (or none). */
-function olderThan(e: MergedEntry): Document {
+type Plan =
+  | { kind: 'skip'; conflict?: 'atlas' | 'local' | 'merged' }
+  | {
+      kind: 'write';
+      doc: Document | null;
+      version: SyncVersion;
+      conflict?: 'atlas' | 'local' | 'merged';
+      rewriteLocal?: boolean;
+    };
+
+type PlannedWrite = { entry: OutboxEntry; atlasState: AtlasState } & Extract<
+  Plan,
+  { kind: 'write' }
+>;
+
+/** Matches the document only in the exact state read (compare-and-set). */
+function exactly(id: unknown, state: AtlasState): Document {
   const field = `${SYNC_STAMP_FIELD}.v`;
-  // Field-level: the merge kept Atlas's newer fields; replace only that exact state.
-  if (e.mergedFrom) return { _id: e._id.i, [field]: e.mergedFrom };
-  const v = readStamp(e.doc)?.v ?? e.v;
-  return { _id: e._id.i, $or: [{ [field]: { $lt: v } }, { [field]: { $exists: false } }] };
+  if (!state.exists) return { _id: id, [field]: { $exists: false } };
+  return { _id: id, [field]: state.version ?? { $exists: false } };
 }
 
 /** Index → error of an unordered bulk write's failed operations (empty on success). */

@@ -13,6 +13,12 @@ export interface OutboxEntry {
   v: SyncVersion;
   /** Full document (with its `_sync` stamp) for upserts. */
   doc?: Document;
+  /**
+   * The version this edit was made on (the last state synced from or to
+   * Atlas); `null`/absent when unknown. Atlas holding exactly this version
+   * means a fast-forward; anything else means a concurrent edit.
+   */
+  base?: SyncVersion | null;
   /** Order of enqueueing (oldest first). */
   seq: number;
   enqueuedAt: Date;
@@ -22,9 +28,11 @@ export interface OutboxEntry {
   lastError?: string;
 }
 
-export type NewOutboxEntry = Pick<OutboxEntry, 'op' | 'v' | 'doc'> & {
+export type NewOutboxEntry = Pick<OutboxEntry, 'op' | 'v' | 'doc' | 'base'> & {
   collection: string;
   id: unknown;
+  /** Replace the base of an entry already queued (default: an entry keeps its first base). */
+  rebase?: boolean;
 };
 
 let lastSeq = 0;
@@ -65,7 +73,9 @@ export class OutboxRepository {
             enqueuedAt: now,
             retryAt: 0,
             attempts: 0,
+            ...(e.rebase ? { base: e.base ?? null } : {}),
           },
+          ...(e.rebase ? {} : { $setOnInsert: { base: e.base ?? null } }),
           $unset: { lastError: '' },
         } as Document,
         upsert: true,

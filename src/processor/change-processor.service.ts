@@ -367,12 +367,11 @@ export class ChangeProcessorService {
       return this.writeState(change, local, model, merged.doc, merged.stamp);
     }
 
-    if (compareVersions(change.stamp.v, localStamp?.v) <= 0) {
-      if (pending && compareVersions(change.stamp.v, localStamp?.v) < 0)
-        await this.recordConflict(change, localStamp?.v, 'local');
-      return 'stale';
-    }
-    if (pending) {
+    // Concurrent: this device holds an unpushed edit not based on the incoming state.
+    const concurrent = !!pending && change.stamp.v !== pending.base && change.stamp.v !== pending.v;
+    const incomingNewer = compareVersions(change.stamp.v, localStamp?.v) > 0;
+
+    if (concurrent && this.config.conflictResolutionStrategy === 'custom') {
       const decision = await this.conflicts.resolveConflict({
         collection: change.collection,
         documentId: change.id,
@@ -387,12 +386,24 @@ export class ChangeProcessorService {
           origin: change.stamp.o,
         },
       });
-      if ('merged' in decision || decision.winner === 'local') {
-        // The host's choice must win everywhere: write it under a version newer than Atlas's.
-        const doc = 'merged' in decision ? { ...decision.merged, _id: change.id } : local.doc;
-        await this.recordConflict(change, pending.v, 'merged' in decision ? 'merged' : 'local');
-        return this.rewriteLocalWinner(change, local, model, doc ?? null);
+      const winner = 'merged' in decision ? 'merged' : decision.winner;
+      await this.recordConflict(change, pending.v, winner);
+      if (winner === 'local' && !incomingNewer) return 'stale'; // our push wins as it is
+      if (winner !== 'atlas' || !incomingNewer) {
+        // The host's choice must win everywhere: write it under a version newer than both.
+        const chosen =
+          'merged' in decision
+            ? { ...decision.merged, _id: change.id }
+            : winner === 'local'
+              ? (local.doc ?? null)
+              : (change.doc ?? null);
+        return this.rewriteLocalWinner(change, local, model, chosen);
       }
+      await this.outbox.dropIfNotNewer(change.collection, change.id, change.stamp.v);
+    } else if (!incomingNewer) {
+      if (concurrent) await this.recordConflict(change, localStamp?.v, 'local');
+      return 'stale';
+    } else if (concurrent) {
       await this.recordConflict(change, pending.v, 'atlas');
       await this.outbox.dropIfNotNewer(change.collection, change.id, change.stamp.v);
     }
@@ -407,21 +418,21 @@ export class ChangeProcessorService {
     model: Model<any> | undefined,
     doc: Document | null,
   ): Promise<ApplyOutcome> {
-    const v = this.origin.clock.tickAfter(change.stamp.v);
+    const v = this.origin.clock.tickAfter(maxVersion(change.stamp.v, local.pending?.v));
     const stamp: SyncStamp = { v, o: this.origin.instanceId };
     if (!doc) {
       await this.outbox.enqueue([
-        { collection: change.collection, id: change.id, op: 'delete', v },
-      ]);
-      await this.tombstones.upsert(this.stores.local, [
         {
-          _id: { c: change.collection, i: change.id },
-          _sync: stamp,
-          deletedAt: new Date(),
-          src: 'local',
+          collection: change.collection,
+          id: change.id,
+          op: 'delete',
+          v,
+          base: change.stamp.v,
+          rebase: true,
         },
       ]);
-      return 'applied';
+      // Deleted by the engine (a `remote` tombstone), so the capture does not push it again.
+      return this.deleteLocal({ ...change, stamp }, local, model);
     }
     await this.outbox.enqueue([
       {
@@ -429,6 +440,8 @@ export class ChangeProcessorService {
         id: change.id,
         op: 'upsert',
         v,
+        base: change.stamp.v,
+        rebase: true,
         doc: { ...withoutStamp(doc), _id: change.id, [SYNC_STAMP_FIELD]: stamp },
       },
     ]);

@@ -92,14 +92,12 @@ describe('local write capture', () => {
     const before = hookRuns.save;
     const id = new ObjectId();
     // Written on Atlas by another device: the receiving devices apply it through their model.
-    await cluster.atlas
-      .collection('menuitems')
-      .insertOne({
-        _id: id,
-        name: 'Via Atlas',
-        price: 5,
-        _sync: { v: '001000000000000-000000-device-z', o: 'device-z' },
-      });
+    await cluster.atlas.collection('menuitems').insertOne({
+      _id: id,
+      name: 'Via Atlas',
+      price: 5,
+      _sync: { v: '001000000000000-000000-device-z', o: 'device-z' },
+    });
     await cluster.everywhere(
       async (db) => (await db.collection('menuitems').countDocuments({ _id: id })) === 1,
       'atlas insert on devices',
@@ -107,22 +105,18 @@ describe('local write capture', () => {
     expect(hookRuns.save - before).toBeGreaterThanOrEqual(2);
 
     const invalid = new ObjectId();
-    await cluster.atlas
-      .collection('menuitems')
-      .insertOne({
-        _id: invalid,
-        price: -1,
-        _sync: { v: '001000000000001-000000-device-z', o: 'device-z' },
-      });
+    await cluster.atlas.collection('menuitems').insertOne({
+      _id: invalid,
+      price: -1,
+      _sync: { v: '001000000000001-000000-device-z', o: 'device-z' },
+    });
     const after = new ObjectId();
-    await cluster.atlas
-      .collection('menuitems')
-      .insertOne({
-        _id: after,
-        name: 'After',
-        price: 1,
-        _sync: { v: '001000000000002-000000-device-z', o: 'device-z' },
-      });
+    await cluster.atlas.collection('menuitems').insertOne({
+      _id: after,
+      name: 'After',
+      price: 1,
+      _sync: { v: '001000000000002-000000-device-z', o: 'device-z' },
+    });
     await cluster.everywhere(
       async (db) =>
         db.databaseName === cluster.atlasDbName ||
