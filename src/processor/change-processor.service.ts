@@ -236,8 +236,12 @@ export class ChangeProcessorService {
       const tombstones: Tombstone[] = [];
       for (const c of list) {
         const key = idKey(c.documentKey._id);
-        if (atlasTombs.has(key)) continue; // a device's delete: its tombstone event does the work
         const localDoc = local.get(key);
+        // A device's delete wrote a tombstone at least as new as what we hold:
+        // its tombstone event does the work. An older tombstone is from an
+        // earlier life of the document, so this delete was made on Atlas directly.
+        const tomb = atlasTombs.get(key);
+        if (tomb && compareVersions(tomb._sync.v, readStamp(localDoc)?.v) >= 0) continue;
         const derived = versionFromClusterTime((c as { clusterTime?: Timestamp }).clusterTime);
         const v = pending.has(key)
           ? derived

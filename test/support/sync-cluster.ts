@@ -101,7 +101,8 @@ export class SyncCluster {
               .toArray(),
           ),
         );
-        const [first, ...rest] = all.map((docs) => JSON.stringify(docs));
+        // Field order is not compared: `$set` keeps a replica's existing order.
+        const [first, ...rest] = all.map((docs) => JSON.stringify(docs.map(canonical)));
         snapshot = all[0];
         const odd = rest.findIndex((r) => r !== first);
         differing = odd < 0 ? '' : `replica 0: ${first}\nreplica ${odd + 1}: ${rest[odd]}`;
@@ -118,4 +119,17 @@ export class SyncCluster {
     await Promise.all(this.devices.map((d) => d.close().catch(() => undefined)));
     await this.harness.stopAll();
   }
+}
+
+/** A document with its keys sorted at every level (EJSON-ish, for comparison). */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === 'object' && !('_bsontype' in value) && !(value instanceof Date)) {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
+    );
+  }
+  return value;
 }

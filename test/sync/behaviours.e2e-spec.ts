@@ -9,10 +9,21 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
   it('syncs excluded collections Local → Atlas only', async () => {
     const [a, b] = cluster.devices;
     await a.db.collection('logs').insertOne({ _id: 'log-a' as any, line: 'from a' });
-    await cluster.atlas.collection('logs').insertOne({ _id: 'log-atlas' as any, line: 'from atlas' });
-    await cluster.everywhere(async (db) => db !== cluster.atlas || (await db.collection('logs').countDocuments({ _id: 'log-a' as any })) === 1, 'pushed to Atlas');
+    await cluster.atlas
+      .collection('logs')
+      .insertOne({ _id: 'log-atlas' as any, line: 'from atlas' });
+    await cluster.everywhere(
+      async (db) =>
+        db !== cluster.atlas ||
+        (await db.collection('logs').countDocuments({ _id: 'log-a' as any })) === 1,
+      'pushed to Atlas',
+    );
     await a.db.collection('orders').insertOne({ _id: 'marker-excl' as any });
-    await cluster.everywhere(async (db) => (await db.collection('orders').countDocuments({ _id: 'marker-excl' as any })) === 1, 'a later change arrived');
+    await cluster.everywhere(
+      async (db) =>
+        (await db.collection('orders').countDocuments({ _id: 'marker-excl' as any })) === 1,
+      'a later change arrived',
+    );
     expect(await b.db.collection('logs').countDocuments()).toBe(0);
     expect(await a.db.collection('logs').countDocuments({ _id: 'log-atlas' as any })).toBe(0);
   });
@@ -20,12 +31,25 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
   it('stops pulling when disabled, keeps pushing, and resumes with nothing missed', async () => {
     const [a, b] = cluster.devices;
     await b.sync.setEnabled(false);
-    await cluster.atlas.collection('orders').insertOne({ _id: 'while-off' as any, _sync: { v: '001000000000100-000000-device-z', o: 'device-z' } });
+    await cluster.atlas
+      .collection('orders')
+      .insertOne({
+        _id: 'while-off' as any,
+        _sync: { v: '001000000000100-000000-device-z', o: 'device-z' },
+      });
     await b.db.collection('orders').insertOne({ _id: 'pushed-while-off' as any });
-    await cluster.everywhere(async (db) => (await db.collection('orders').countDocuments({ _id: 'pushed-while-off' as any })) === 1, 'push continues while off');
+    await cluster.everywhere(
+      async (db) =>
+        (await db.collection('orders').countDocuments({ _id: 'pushed-while-off' as any })) === 1,
+      'push continues while off',
+    );
     expect(await b.db.collection('orders').countDocuments({ _id: 'while-off' as any })).toBe(0);
     await b.sync.setEnabled(true);
-    await cluster.everywhere(async (db) => (await db.collection('orders').countDocuments({ _id: 'while-off' as any })) === 1, 'resumed losslessly');
+    await cluster.everywhere(
+      async (db) =>
+        (await db.collection('orders').countDocuments({ _id: 'while-off' as any })) === 1,
+      'resumed losslessly',
+    );
     expect(a.sync.isEnabled()).toBe(true);
   });
 
@@ -35,18 +59,33 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
     const applied: string[] = [];
     const { EventEmitter2 } = await import('@nestjs/event-emitter');
     const { SyncEvents } = await import('../../src/events/sync-events');
-    b.get(EventEmitter2).on(SyncEvents.changeApplied, (e: { direction: string; documentId: string }) => {
-      if (e.direction === 'atlasToLocal') applied.push(String(e.documentId));
-    });
+    b.get(EventEmitter2).on(
+      SyncEvents.changeApplied,
+      (e: { direction: string; documentId: string }) => {
+        if (e.direction === 'atlasToLocal') applied.push(String(e.documentId));
+      },
+    );
     await b.sync.stop();
-    for (let i = 0; i < 20; i++) await cluster.devices[0].db.collection('orders').insertOne({ _id: `restart-${i}` as any, i });
-    await cluster.everywhere(async (db) => db === b.db || (await db.collection('orders').countDocuments({ i: { $exists: true } })) === 20, 'on Atlas');
+    for (let i = 0; i < 20; i++)
+      await cluster.devices[0].db.collection('orders').insertOne({ _id: `restart-${i}` as any, i });
+    await cluster.everywhere(
+      async (db) =>
+        db === b.db ||
+        (await db.collection('orders').countDocuments({ i: { $exists: true } })) === 20,
+      'on Atlas',
+    );
     await cluster.restartDevice(1);
     const b2 = cluster.devices[1];
-    b2.get(EventEmitter2).on(SyncEvents.changeApplied, (e: { direction: string; documentId: string }) => {
-      if (e.direction === 'atlasToLocal') applied.push(String(e.documentId));
-    });
-    await cluster.everywhere(async (db) => (await db.collection('orders').countDocuments({ i: { $exists: true } })) === 20, 'caught up after restart');
+    b2.get(EventEmitter2).on(
+      SyncEvents.changeApplied,
+      (e: { direction: string; documentId: string }) => {
+        if (e.direction === 'atlasToLocal') applied.push(String(e.documentId));
+      },
+    );
+    await cluster.everywhere(
+      async (db) => (await db.collection('orders').countDocuments({ i: { $exists: true } })) === 20,
+      'caught up after restart',
+    );
     await cluster.converged('orders');
     const restarts = applied.filter((id) => id.startsWith('restart-'));
     expect(new Set(restarts).size).toBe(restarts.length); // each applied once at most
@@ -63,9 +102,14 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
     watch.on('change', (e: any) => atlasWrites.push(`${e.operationType}:${e.documentKey._id}`));
     watchB.on('change', (e: any) => localWrites.push(`${e.operationType}:${e.documentKey._id}`));
     await new Promise((r) => setTimeout(r, 300));
-    for (let i = 0; i < 10; i++) await a.db.collection('echo').insertOne({ _id: `e${i}` as any, n: 0 });
-    for (let i = 0; i < 10; i++) await a.db.collection('echo').updateOne({ _id: `e${i}` as any }, { $set: { n: 1 } });
-    await cluster.everywhere(async (db) => (await db.collection('echo').countDocuments({ n: 1 })) === 10, 'burst everywhere');
+    for (let i = 0; i < 10; i++)
+      await a.db.collection('echo').insertOne({ _id: `e${i}` as any, n: 0 });
+    for (let i = 0; i < 10; i++)
+      await a.db.collection('echo').updateOne({ _id: `e${i}` as any }, { $set: { n: 1 } });
+    await cluster.everywhere(
+      async (db) => (await db.collection('echo').countDocuments({ n: 1 })) === 10,
+      'burst everywhere',
+    );
     await cluster.converged('echo');
     await new Promise((r) => setTimeout(r, 1000)); // let any echo show up
     await watch.close();
@@ -90,8 +134,13 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
       nested: { list: [[1, 2], [new Date(0)]], none: null },
     };
     await a.db.collection('typed').insertOne(value);
-    await cluster.everywhere(async (db) => (await db.collection('typed').countDocuments({ _id: value._id })) === 1, 'typed everywhere');
-    const copy = await b.db.collection('typed').findOne({ _id: value._id }, { promoteLongs: false });
+    await cluster.everywhere(
+      async (db) => (await db.collection('typed').countDocuments({ _id: value._id })) === 1,
+      'typed everywhere',
+    );
+    const copy = await b.db
+      .collection('typed')
+      .findOne({ _id: value._id }, { promoteLongs: false });
     expect(copy?.at).toEqual(value.at);
     expect(copy?.ref).toEqual(value.ref);
     expect(copy?.price).toBeInstanceOf(Decimal128);
@@ -104,10 +153,21 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
 
   it('adopts writes made on Atlas without the module, on every device', async () => {
     await cluster.atlas.collection('orders').insertOne({ _id: 'direct' as any, total: 1 });
-    await cluster.everywhere(async (db) => (await db.collection('orders').findOne({ _id: 'direct' as any }))?.total === 1, 'direct insert everywhere');
-    await cluster.atlas.collection('orders').updateOne({ _id: 'direct' as any }, { $set: { total: 2 } });
-    await cluster.everywhere(async (db) => (await db.collection('orders').findOne({ _id: 'direct' as any }))?.total === 2, 'direct update everywhere');
+    await cluster.everywhere(
+      async (db) => (await db.collection('orders').findOne({ _id: 'direct' as any }))?.total === 1,
+      'direct insert everywhere',
+    );
+    await cluster.atlas
+      .collection('orders')
+      .updateOne({ _id: 'direct' as any }, { $set: { total: 2 } });
+    await cluster.everywhere(
+      async (db) => (await db.collection('orders').findOne({ _id: 'direct' as any }))?.total === 2,
+      'direct update everywhere',
+    );
     await cluster.atlas.collection('orders').deleteOne({ _id: 'direct' as any });
-    await cluster.everywhere(async (db) => (await db.collection('orders').countDocuments({ _id: 'direct' as any })) === 0, 'direct delete everywhere');
+    await cluster.everywhere(
+      async (db) => (await db.collection('orders').countDocuments({ _id: 'direct' as any })) === 0,
+      'direct delete everywhere',
+    );
   });
 });
