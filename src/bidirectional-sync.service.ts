@@ -10,7 +10,7 @@ import { SYNC_CONFIG } from './bidirectional-sync.constants';
 import { LocalChangeCaptureService } from './capture/local-change-capture.service';
 import { ResolvedSyncConfig } from './config/sync-config';
 import { SyncEvents, SyncStateChangedEvent } from './events/sync-events';
-import { RebaselineService } from './initial-sync/rebaseline.service';
+import { RebaselineProgress, RebaselineService } from './initial-sync/rebaseline.service';
 import { ListenerService } from './listener/listener.service';
 import { SyncMetadataRepository } from './metadata/sync-metadata.repository';
 import { MonitorService } from './monitor/monitor.service';
@@ -40,7 +40,7 @@ export interface BidirectionalHealth {
     oldestPendingAgeMs: number | null;
     lastError: string | null;
   };
-  rebaseline: ReturnType<RebaselineService['progress']['valueOf']>;
+  rebaseline: RebaselineProgress;
   lagMs: { localToAtlas: number | null; atlasToLocal: number | null };
   conflictsLastHour: number;
   health: HealthState;

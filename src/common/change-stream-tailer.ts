@@ -83,6 +83,8 @@ export class ChangeStreamTailer {
   private stopping = false;
   private wake?: () => void;
   private lastSavedToken?: string;
+  /** True from opening with a stored token until the first successful read. */
+  private openingWithToken = false;
   private readonly state: ChangeStreamTailerStatus = {
     running: false,
     connected: false,
@@ -123,7 +125,9 @@ export class ChangeStreamTailer {
       } catch (caught) {
         if (this.stopping) break;
         let err = caught;
-        if (isHistoryLostError(err)) {
+        // A token the server cannot even parse (9 FailedToParse when opening) is as dead as a pruned one.
+        const tokenRejected = this.openingWithToken && (err as { code?: number })?.code === 9;
+        if (isHistoryLostError(err) || tokenRejected) {
           this.logger.warn(`Resume point is gone (${describe(err)}): re-baselining`);
           try {
             await this.options.onHistoryLost(err);
@@ -158,8 +162,10 @@ export class ChangeStreamTailer {
       ...(token ? { startAfter: token } : {}),
     });
     this.stream = stream;
+    this.openingWithToken = !!token;
     while (!this.stopping) {
       const first = await stream.tryNext();
+      this.openingWithToken = false;
       this.state.consecutiveFailures = 0;
       this.state.lastError = undefined;
       this.setConnected(true);

@@ -1,0 +1,28 @@
+import { backoffDelay, isHistoryLostError } from './change-stream-tailer';
+import { stateUpdate } from './sync-stamp';
+
+describe('reconnect backoff', () => {
+  const policy = { initialMs: 100, maxMs: 1000, maxAttempts: 5 };
+  it('doubles per attempt with jitter and stays under the cap', () => {
+    expect(backoffDelay(1, policy, () => 1)).toBe(100);
+    expect(backoffDelay(3, policy, () => 1)).toBe(400);
+    expect(backoffDelay(3, policy, () => 0)).toBe(200);
+    expect(backoffDelay(20, policy, () => 1)).toBe(1000);
+  });
+  it('recognises a lost resume point by code, not by label', () => {
+    expect(isHistoryLostError({ code: 286 })).toBe(true);
+    expect(isHistoryLostError({ code: 260 })).toBe(true);
+    expect(isHistoryLostError({ code: 6 })).toBe(false);
+  });
+});
+
+describe('stateUpdate', () => {
+  it('sets every field of the new state and unsets the ones it lacks', () => {
+    expect(
+      stateUpdate({ _id: 1, a: 1, b: 2 }, { _id: 1, a: 3, _sync: { v: 'x', o: 'y' } }),
+    ).toEqual({
+      $set: { a: 3, _sync: { v: 'x', o: 'y' } },
+      $unset: { b: '' },
+    });
+  });
+});

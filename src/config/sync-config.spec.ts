@@ -1,0 +1,57 @@
+import { SyncConfigurationError } from '../errors/sync.errors';
+import { resolveSyncConfig, syncOptionsFromEnv } from './sync-config';
+
+describe('sync configuration', () => {
+  it('fills the documented defaults', () => {
+    const config = resolveSyncConfig({ atlasUri: 'mongodb://atlas.example/db' });
+    expect(config).toMatchObject({
+      enabled: false,
+      changeStreamBatchSize: 100,
+      excludedCollections: ['sessions', 'logs', 'notifications'],
+      conflictResolutionStrategy: 'last-write-wins',
+      reconnectInterval: 5000,
+      maxReconnectAttempts: 10,
+    });
+    expect(config.pullsCollection('menuitems')).toBe(true);
+    expect(config.pullsCollection('logs')).toBe(false);
+    expect(config.pushesCollection('logs')).toBe(true);
+    expect(config.pushesCollection('_sync_outbox')).toBe(false);
+  });
+
+  it('reads the specification variables from the environment', () => {
+    const options = syncOptionsFromEnv({
+      ATLAS_MONGODB_URI: 'mongodb+srv://u:p@cluster.example/db',
+      BIDIRECTIONAL_SYNC_ENABLED: 'true',
+      ATLAS_CHANGE_STREAM_BATCH_SIZE: '250',
+      BIDIRECTIONAL_EXCLUDED_COLLECTIONS: 'sessions, audit',
+      CONFLICT_RESOLUTION_STRATEGY: 'field-level',
+    });
+    expect(resolveSyncConfig(options)).toMatchObject({
+      enabled: true,
+      changeStreamBatchSize: 250,
+      excludedCollections: ['sessions', 'audit'],
+      conflictResolutionStrategy: 'field-level',
+    });
+  });
+
+  it('names the variable of each bad value and never prints the URI', () => {
+    const attempt = () =>
+      resolveSyncConfig(
+        syncOptionsFromEnv({
+          ATLAS_MONGODB_URI: 'http://user:secret@host',
+          ATLAS_CHANGE_STREAM_BATCH_SIZE: 'lots',
+          CONFLICT_RESOLUTION_STRATEGY: 'newest',
+        }),
+      );
+    expect(attempt).toThrow(SyncConfigurationError);
+    try {
+      attempt();
+    } catch (err) {
+      const message = (err as Error).message;
+      expect(message).toContain('ATLAS_CHANGE_STREAM_BATCH_SIZE');
+      expect(message).toContain('CONFLICT_RESOLUTION_STRATEGY');
+      expect(message).toContain('ATLAS_MONGODB_URI');
+      expect(message).not.toContain('secret');
+    }
+  });
+});
