@@ -35,7 +35,6 @@ export interface TargetFlags {
   atlas?: string;
   localDb?: string;
   atlasDb?: string;
-  collections?: string;
 }
 
 const DB_NAME = /^[^/\\. "$*<>:|?]{1,63}$/;
@@ -48,10 +47,7 @@ const DB_NAME = /^[^/\\. "$*<>:|?]{1,63}$/;
  * configuration) are assumed. SYNC_COLLECTIONS and
  * BIDIRECTIONAL_EXCLUDED_COLLECTIONS are read with `syncOptionsFromEnv`.
  */
-export function resolveTargets(
-  env: NodeJS.ProcessEnv,
-  flags: TargetFlags = {},
-): DiagnosticTargets {
+export function resolveTargets(env: NodeJS.ProcessEnv, flags: TargetFlags = {}): DiagnosticTargets {
   const read = (v: string | undefined) => v?.trim() || undefined;
   let localUri = read(flags.local) ?? read(env.LOCAL_MONGODB_URI);
   let atlasUri = read(flags.atlas) ?? read(env.ATLAS_MONGODB_URI);
@@ -153,7 +149,7 @@ export const COMMON_OPTIONS = {
   json: { type: 'boolean' },
   'timeout-ms': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
-} as const satisfies ParseArgsConfig['options'];
+} as const satisfies FlagSpecs;
 
 export const COMMON_USAGE = `Connection (flags win over environment variables; .env of the working directory is loaded):
   --local <uri>        local MongoDB (LOCAL_MONGODB_URI)
@@ -166,13 +162,19 @@ export const COMMON_USAGE = `Connection (flags win over environment variables; .
 With neither URI set, the embedded development servers of "npm start" are used
 (127.0.0.1:EMBEDDED_LOCAL_PORT and :EMBEDDED_ATLAS_PORT, default 27027 and 27028).`;
 
+/** Flag specifications of a command (single-valued string and boolean flags). */
+export type FlagSpecs = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
+/** Parsed flags: strings and booleans, absent when not given. */
+export type ParsedFlags<O extends FlagSpecs> = {
+  [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : string;
+};
+
 /** Parses the command line; throws `UsageError` on unknown or malformed flags. */
-export function parseCommandLine<O extends NonNullable<ParseArgsConfig['options']>>(
-  argv: string[],
-  options: O,
-) {
+export function parseCommandLine<O extends FlagSpecs>(argv: string[], options: O): ParsedFlags<O> {
   try {
-    return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values;
+    const config: ParseArgsConfig = { args: argv, options, allowPositionals: false, strict: true };
+    return parseArgs(config).values as ParsedFlags<O>;
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }
@@ -229,7 +231,9 @@ export function runCommand(usage: string, main: () => Promise<number>): void {
 export function formatTable(headers: string[], rows: (string | number)[][]): string {
   const cells = [headers, ...rows.map((r) => r.map(String))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number'));
+  const numeric = headers.map(
+    (_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number'),
+  );
   return cells
     .map((r) =>
       r
@@ -248,4 +252,17 @@ export function formatDuration(ms: number): string {
   if (abs < 3_600_000) return `${Math.round(ms / 60_000)} min`;
   if (abs < 86_400_000) return `${(ms / 3_600_000).toFixed(1)} h`;
   return `${(ms / 86_400_000).toFixed(1)} d`;
+}
+
+/** One result line of a diagnostic command. */
+export interface Finding {
+  level: 'ok' | 'info' | 'warn' | 'fail';
+  message: string;
+}
+
+/** `[OK]   message` lines. */
+export function formatFindings(findings: Finding[], indent = '  '): string {
+  return findings
+    .map((f) => `${indent}${`[${f.level.toUpperCase()}]`.padEnd(7)}${f.message}`)
+    .join('\n');
 }

@@ -63,7 +63,11 @@ export function formatId(id: unknown): string {
 }
 
 /** Top-level fields whose values differ between two documents. */
-export function differingFields(a: Document, b: Document, ignore: readonly string[] = []): string[] {
+export function differingFields(
+  a: Document,
+  b: Document,
+  ignore: readonly string[] = [],
+): string[] {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   const fields: string[] = [];
   for (const key of [...keys].sort()) {

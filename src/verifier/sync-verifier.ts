@@ -1,0 +1,538 @@
+import { createHash } from 'node:crypto';
+import type { Db, Document } from 'mongodb';
+import { SYNC_COLLECTION_PREFIX, SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
+import { compareVersions } from '../common/hybrid-logical-clock';
+import { readStamp } from '../common/sync-stamp';
+import { DEFAULT_EXCLUDED_COLLECTIONS, ResolvedSyncConfig } from '../config/sync-config';
+import {
+  COMPARISON_RULES,
+  differingFields,
+  documentHash,
+  idBracket,
+  idKeyOf,
+  TYPE_BRACKETS,
+} from './canonical';
+
+/** How a collection is synced, hence how it is verified. */
+export type VerifiedDirection = 'both' | 'local-to-atlas' | 'not-synced';
+
+/**
+ * `missing`: on Atlas, not in the local database. `extra`: in the local
+ * database, not on Atlas. `different`: on both sides with different content.
+ */
+export type MismatchKind = 'missing' | 'extra' | 'different';
+
+export interface SyncMismatch {
+  collection: string;
+  id: unknown;
+  kind: MismatchKind;
+  /** `different`: the top-level fields whose values differ. */
+  fields?: string[];
+  localVersion?: string;
+  atlasVersion?: string;
+  /** `different`: which side holds the newer `_sync.v`. */
+  newer?: 'local' | 'atlas' | 'same';
+  /** Set when the local outbox holds an unpushed change of this document (reported as pending). */
+  pending?: { op: string; v: string };
+}
+
+export interface CollectionVerification {
+  name: string;
+  direction: VerifiedDirection;
+  /** Documents read on each side (Atlas, local → Atlas only: its document count). */
+  local: number;
+  atlas: number;
+  /** `_id` ranges compared, and how many of them hashed differently. */
+  ranges: number;
+  rangesDiffering: number;
+  /** Whole documents fetched again to classify the differences of differing ranges. */
+  fetched: number;
+  missing: number;
+  extra: number;
+  different: number;
+  /** Differences explained by a pending outbox entry (not mismatches). */
+  pending: number;
+}
+
+export interface SyncVerificationReport {
+  /** True when no mismatch remains (pending changes are not mismatches). */
+  ok: boolean;
+  localDb: string;
+  atlasDb: string;
+  comparison: string;
+  ignoredFields: string[];
+  pageSize: number;
+  startedAt: Date;
+  durationMs: number;
+  /** Entries in the local `_sync_outbox` when the verification started. */
+  outboxSize: number;
+  collections: CollectionVerification[];
+  totals: Omit<CollectionVerification, 'name' | 'direction'> & { mismatches: number };
+  /** The first `maxReported` mismatches, in collection and `_id` order. */
+  mismatches: SyncMismatch[];
+  /** The first `maxReported` differences explained by pending outbox entries. */
+  pending: SyncMismatch[];
+  /** True when more mismatches or pending differences exist than are listed. */
+  truncated: boolean;
+}
+
+export interface SyncVerifierOptions {
+  local: Db;
+  atlas: Db;
+  /**
+   * Which collections sync in which direction. Default: built from
+   * `syncCollections` and `excludedCollections` as the module does.
+   */
+  sync?: Pick<ResolvedSyncConfig, 'pushesCollection' | 'pullsCollection'>;
+  /** SYNC_COLLECTIONS: the synced collections (default: all). */
+  syncCollections?: string[];
+  /** BIDIRECTIONAL_EXCLUDED_COLLECTIONS (default sessions, logs, notifications). */
+  excludedCollections?: string[];
+  /** Verify only these collections (default: every collection on either side). */
+  only?: string[];
+  /** Documents per `_id` range (default 1000). */
+  pageSize?: number;
+  /** Top-level fields left out of the comparison (default none). */
+  ignoreFields?: string[];
+  /** Mismatches (and pending differences) listed in the report (default 1000). */
+  maxReported?: number;
+  /** Called when a collection starts and when it is done. */
+  onProgress?: (collection: CollectionVerification, phase: 'start' | 'done') => void;
+}
+
+interface ScanEntry {
+  key: string;
+  id: unknown;
+  hash: string;
+}
+
+interface Scan {
+  entries: ScanEntry[];
+  /** The first `_id` after the scanned ones, when the limit cut the scan short. */
+  next?: Bound;
+}
+
+/** A range bound (wrapped, so a `null` `_id` is a bound too). */
+interface Bound {
+  id: unknown;
+}
+
+interface Context {
+  name: string;
+  stats: CollectionVerification;
+  /** `$type` filter of the `_id` sort bracket being scanned (mixed `_id` types only). */
+  bracket?: Document;
+}
+
+/** Largest number of documents of one side hashed as one range before it is split. */
+const SPLIT_FACTOR = 4;
+
+/**
+ * Compares a local database with Atlas, collection by collection, and
+ * classifies every difference as missing, extra or different.
+ *
+ * Each collection is walked in `_id` order in ranges of `pageSize` local
+ * documents. Both sides of a range are hashed (SHA-256 of each document's
+ * canonical Extended JSON, then of the range's `_id`/hash list); only ranges
+ * whose hashes differ are looked at document by document, and only the
+ * differing documents are fetched again to classify them. A range that holds
+ * far more documents on Atlas (a new device) is split on Atlas's `_id`s, so
+ * memory stays bounded. Documents with `_id`s of several BSON types are
+ * verified one type bracket at a time (range queries do not cross types).
+ *
+ * Collections synced Local → Atlas only (BIDIRECTIONAL_EXCLUDED_COLLECTIONS)
+ * are checked one way: every local document must be on Atlas, with the same
+ * content unless Atlas holds a newer version. Collections outside
+ * SYNC_COLLECTIONS are listed as not synced. A difference whose document has
+ * an entry in the local `_sync_outbox` is reported as pending, not as a
+ * mismatch: the drainer has not pushed it yet.
+ *
+ * The verifier only reads. On a live system, a write in flight can show up as
+ * a difference; run it when the devices are quiet, or after `waitForOutbox`.
+ *
+ * @publicApi
+ */
+export class SyncVerifier {
+  private readonly local: Db;
+  private readonly atlas: Db;
+  private readonly sync: Pick<ResolvedSyncConfig, 'pushesCollection' | 'pullsCollection'>;
+  private readonly pageSize: number;
+  private readonly ignore: string[];
+  private readonly maxReported: number;
+  private mismatches: SyncMismatch[] = [];
+  private pending: SyncMismatch[] = [];
+  private truncated = false;
+
+  constructor(private readonly options: SyncVerifierOptions) {
+    this.local = options.local;
+    this.atlas = options.atlas;
+    this.sync =
+      options.sync ??
+      Object.assign(new ResolvedSyncConfig(), {
+        collections: options.syncCollections,
+        excludedCollections: options.excludedCollections ?? DEFAULT_EXCLUDED_COLLECTIONS,
+      });
+    this.pageSize = Math.max(2, options.pageSize ?? 1000);
+    this.ignore = options.ignoreFields ?? [];
+    this.maxReported = options.maxReported ?? 1000;
+  }
+
+  /** Waits until the local outbox is empty or `timeoutMs` passed; returns the entries left. */
+  async waitForOutbox(timeoutMs: number, intervalMs = 200): Promise<number> {
+    const outbox = this.local.collection(SYNC_COLLECTIONS.outbox);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = await outbox.countDocuments();
+      if (left === 0 || Date.now() >= deadline) return left;
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  }
+
+  async verify(): Promise<SyncVerificationReport> {
+    const startedAt = new Date();
+    this.mismatches = [];
+    this.pending = [];
+    this.truncated = false;
+    const outboxSize = await this.local.collection(SYNC_COLLECTIONS.outbox).countDocuments();
+    const names = await this.collectionNames();
+    const collections: CollectionVerification[] = [];
+    for (const name of names) {
+      const stats: CollectionVerification = {
+        name,
+        direction: this.directionOf(name),
+        local: 0,
+        atlas: 0,
+        ranges: 0,
+        rangesDiffering: 0,
+        fetched: 0,
+        missing: 0,
+        extra: 0,
+        different: 0,
+        pending: 0,
+      };
+      collections.push(stats);
+      this.options.onProgress?.(stats, 'start');
+      if (stats.direction === 'both') {
+        await this.verifyBothWays({ name, stats });
+      } else if (stats.direction === 'local-to-atlas') {
+        await this.verifyLocalToAtlas({ name, stats });
+      } else {
+        [stats.local, stats.atlas] = await Promise.all(
+          [this.local, this.atlas].map((db) => db.collection(name).countDocuments()),
+        );
+      }
+      this.options.onProgress?.(stats, 'done');
+    }
+    const sum = (key: keyof Omit<CollectionVerification, 'name' | 'direction'>) =>
+      collections.reduce((n, c) => n + c[key], 0);
+    const totals = {
+      local: sum('local'),
+      atlas: sum('atlas'),
+      ranges: sum('ranges'),
+      rangesDiffering: sum('rangesDiffering'),
+      fetched: sum('fetched'),
+      missing: sum('missing'),
+      extra: sum('extra'),
+      different: sum('different'),
+      pending: sum('pending'),
+      mismatches: sum('missing') + sum('extra') + sum('different'),
+    };
+    return {
+      ok: totals.mismatches === 0,
+      localDb: this.local.databaseName,
+      atlasDb: this.atlas.databaseName,
+      comparison: this.ignore.length
+        ? `${COMPARISON_RULES}; ignoring ${this.ignore.join(', ')}`
+        : COMPARISON_RULES,
+      ignoredFields: [...this.ignore],
+      pageSize: this.pageSize,
+      startedAt,
+      durationMs: Date.now() - startedAt.getTime(),
+      outboxSize,
+      collections,
+      totals,
+      mismatches: this.mismatches,
+      pending: this.pending,
+      truncated: this.truncated,
+    };
+  }
+
+  private directionOf(name: string): VerifiedDirection {
+    if (this.sync.pullsCollection(name)) return 'both';
+    if (this.sync.pushesCollection(name)) return 'local-to-atlas';
+    return 'not-synced';
+  }
+
+  /** Every collection (not views) on either side, except `system.*` and the module's own. */
+  private async collectionNames(): Promise<string[]> {
+    const lists = await Promise.all(
+      [this.local, this.atlas].map((db) =>
+        db.listCollections({}, { nameOnly: true, authorizedCollections: true }).toArray(),
+      ),
+    );
+    const names = new Set<string>();
+    for (const info of lists.flat()) {
+      if ((info.type ?? 'collection') !== 'collection') continue;
+      if (info.name.startsWith('system.') || info.name.startsWith(SYNC_COLLECTION_PREFIX)) continue;
+      if (this.options.only && !this.options.only.includes(info.name)) continue;
+      names.add(info.name);
+    }
+    return [...names].sort();
+  }
+
+  /** Range by range in local `_id` order; Atlas's side of each range is hashed alongside. */
+  private async verifyBothWays(ctx: Context): Promise<void> {
+    for (const bracket of await this.idBrackets(ctx.name)) {
+      const c = { ...ctx, bracket };
+      let lo: Bound | undefined;
+      for (;;) {
+        const local = await this.scan(this.local, c, lo, undefined, this.pageSize);
+        await this.compareWithAtlas(c, lo, local.next, local.entries);
+        if (!local.next) break;
+        lo = local.next;
+      }
+    }
+  }
+
+  /**
+   * Compares the local documents of `[lo, hi)` with Atlas's. When Atlas holds
+   * more than SPLIT_FACTOR pages there, the range is compared piecewise on
+   * Atlas's own `_id`s (local's side of each piece is re-read: it is small).
+   */
+  private async compareWithAtlas(
+    ctx: Context,
+    lo: Bound | undefined,
+    hi: Bound | undefined,
+    localEntries: ScanEntry[],
+  ): Promise<void> {
+    const page = this.pageSize;
+    let from = lo;
+    let local = localEntries;
+    for (;;) {
+      const atlas = await this.scan(this.atlas, ctx, from, hi, SPLIT_FACTOR * page);
+      if (!atlas.next) {
+        await this.compareRange(ctx, local, atlas.entries);
+        return;
+      }
+      const bounds: (Bound | undefined)[] = [from];
+      for (let k = 1; k < SPLIT_FACTOR; k++) bounds.push({ id: atlas.entries[k * page].id });
+      bounds.push(atlas.next);
+      for (let k = 0; k < SPLIT_FACTOR; k++) {
+        const piece = await this.scan(
+          this.local,
+          ctx,
+          bounds[k],
+          bounds[k + 1],
+          SPLIT_FACTOR * page,
+        );
+        await this.compareRange(ctx, piece.entries, atlas.entries.slice(k * page, (k + 1) * page));
+      }
+      from = atlas.next;
+      local = (await this.scan(this.local, ctx, from, hi, SPLIT_FACTOR * page)).entries;
+    }
+  }
+
+  /** One range: equal hashes end it; otherwise the differing documents are classified. */
+  private async compareRange(ctx: Context, local: ScanEntry[], atlas: ScanEntry[]): Promise<void> {
+    ctx.stats.ranges++;
+    ctx.stats.local += local.length;
+    ctx.stats.atlas += atlas.length;
+    if (rangeHash(local) === rangeHash(atlas)) return;
+    ctx.stats.rangesDiffering++;
+    const atlasByKey = new Map(atlas.map((e) => [e.key, e]));
+    const localKeys = new Set(local.map((e) => e.key));
+    const suspects: unknown[] = [];
+    for (const e of local) if (atlasByKey.get(e.key)?.hash !== e.hash) suspects.push(e.id);
+    for (const e of atlas) if (!localKeys.has(e.key)) suspects.push(e.id);
+    await this.classify(ctx, suspects, 'both');
+  }
+
+  /** Local → Atlas only: each page of local documents is looked up on Atlas by `_id`. */
+  private async verifyLocalToAtlas(ctx: Context): Promise<void> {
+    for (const bracket of await this.idBrackets(ctx.name)) {
+      const c = { ...ctx, bracket };
+      let lo: Bound | undefined;
+      for (;;) {
+        const local = await this.scan(this.local, c, lo, undefined, this.pageSize);
+        if (local.entries.length) {
+          ctx.stats.ranges++;
+          ctx.stats.local += local.entries.length;
+          const atlas = await this.fetch(
+            this.atlas,
+            ctx.name,
+            local.entries.map((e) => e.id),
+          );
+          const suspects = local.entries
+            .filter((e) => {
+              const doc = atlas.get(e.key);
+              return !doc || documentHash(doc, this.ignore) !== e.hash;
+            })
+            .map((e) => e.id);
+          if (suspects.length) {
+            ctx.stats.rangesDiffering++;
+            await this.classify(c, suspects, 'local-to-atlas');
+          }
+        }
+        if (!local.next) break;
+        lo = local.next;
+      }
+    }
+    ctx.stats.atlas = await this.atlas.collection(ctx.name).countDocuments();
+  }
+
+  /**
+   * Fetches the suspect documents from both sides and records what differs.
+   * A document equal on a second look (it was being synced) is not reported.
+   */
+  private async classify(
+    ctx: Context,
+    ids: unknown[],
+    direction: 'both' | 'local-to-atlas',
+  ): Promise<void> {
+    for (let i = 0; i < ids.length; i += this.pageSize) {
+      const batch = ids.slice(i, i + this.pageSize);
+      const [local, atlas, pending] = await Promise.all([
+        this.fetch(this.local, ctx.name, batch),
+        this.fetch(this.atlas, ctx.name, batch),
+        this.pendingFor(ctx.name, batch),
+      ]);
+      ctx.stats.fetched += local.size + atlas.size;
+      for (const id of batch) {
+        const key = idKeyOf(id);
+        const l = local.get(key);
+        const a = atlas.get(key);
+        const localVersion = readStamp(l)?.v;
+        const atlasVersion = readStamp(a)?.v;
+        let mismatch: SyncMismatch;
+        if (l && a) {
+          if (documentHash(l, this.ignore) === documentHash(a, this.ignore)) continue;
+          const order = compareVersions(localVersion, atlasVersion);
+          // Not pulled: another writer's newer version on Atlas is expected to differ.
+          if (direction === 'local-to-atlas' && order < 0) continue;
+          mismatch = {
+            collection: ctx.name,
+            id,
+            kind: 'different',
+            fields: differingFields(l, a, this.ignore),
+            localVersion,
+            atlasVersion,
+            newer: order > 0 ? 'local' : order < 0 ? 'atlas' : 'same',
+          };
+        } else if (l) {
+          mismatch = { collection: ctx.name, id, kind: 'extra', localVersion };
+        } else if (a && direction === 'both') {
+          mismatch = { collection: ctx.name, id, kind: 'missing', atlasVersion };
+        } else {
+          continue;
+        }
+        const entry = pending.get(key);
+        if (entry) mismatch.pending = entry;
+        this.record(ctx, mismatch);
+      }
+    }
+  }
+
+  private record(ctx: Context, mismatch: SyncMismatch): void {
+    const list = mismatch.pending ? this.pending : this.mismatches;
+    if (mismatch.pending) ctx.stats.pending++;
+    else ctx.stats[mismatch.kind]++;
+    if (list.length < this.maxReported) list.push(mismatch);
+    else this.truncated = true;
+  }
+
+  /** Reads up to `limit` documents of `[lo, hi)` in `_id` order, hashing each. */
+  private async scan(
+    db: Db,
+    ctx: Context,
+    lo: Bound | undefined,
+    hi: Bound | undefined,
+    limit: number,
+  ): Promise<Scan> {
+    const range: Document = { ...(ctx.bracket ?? {}) };
+    if (lo) range.$gte = lo.id;
+    if (hi) range.$lt = hi.id;
+    const filter = Object.keys(range).length ? { _id: range } : {};
+    const cursor = db
+      .collection(ctx.name)
+      .find(filter, { sort: { _id: 1 }, limit: limit + 1, batchSize: Math.min(limit + 1, 1000) });
+    const entries: ScanEntry[] = [];
+    let next: Bound | undefined;
+    try {
+      for await (const doc of cursor) {
+        if (entries.length === limit) {
+          next = { id: doc._id };
+          break;
+        }
+        entries.push({ key: idKeyOf(doc._id), id: doc._id, hash: documentHash(doc, this.ignore) });
+      }
+    } finally {
+      await cursor.close();
+    }
+    return { entries, next };
+  }
+
+  private async fetch(db: Db, name: string, ids: unknown[]): Promise<Map<string, Document>> {
+    if (!ids.length) return new Map();
+    const docs = await db
+      .collection(name)
+      .find({ _id: { $in: ids } } as Document)
+      .toArray();
+    return new Map(docs.map((d) => [idKeyOf(d._id), d]));
+  }
+
+  /** Outbox entries (unpushed local changes) of some documents. */
+  private async pendingFor(
+    name: string,
+    ids: unknown[],
+  ): Promise<Map<string, { op: string; v: string }>> {
+    const entries = await this.local
+      .collection(SYNC_COLLECTIONS.outbox)
+      .find({ _id: { $in: ids.map((i) => ({ c: name, i })) } } as Document, {
+        projection: { op: 1, v: 1 },
+      })
+      .toArray();
+    return new Map(
+      entries.map((e) => [idKeyOf((e._id as unknown as { i: unknown }).i), { op: e.op, v: e.v }]),
+    );
+  }
+
+  /**
+   * The `_id` type brackets to scan one at a time. One bracket (the usual
+   * case, seen from the smallest and largest `_id` of each side): no filter.
+   */
+  private async idBrackets(name: string): Promise<(Document | undefined)[]> {
+    const ends = await Promise.all(
+      [this.local, this.atlas].flatMap((db) =>
+        [1, -1].map((dir) =>
+          db
+            .collection(name)
+            .find({}, { projection: { _id: 1 }, sort: { _id: dir as 1 | -1 }, limit: 1 })
+            .next(),
+        ),
+      ),
+    );
+    const seen = new Set(ends.filter((d) => d !== null).map((d) => idBracket(d!._id)));
+    if (seen.size <= 1) return [undefined];
+    const groups = new Map<string, string[]>();
+    for (const db of [this.local, this.atlas]) {
+      const types = await db
+        .collection(name)
+        .aggregate<{ _id: string }>([{ $group: { _id: { $type: '$_id' } } }])
+        .toArray();
+      for (const { _id: type } of types) {
+        const bracket = TYPE_BRACKETS[type] ?? type;
+        const list = groups.get(bracket) ?? [];
+        if (!list.includes(type)) list.push(type);
+        groups.set(bracket, list);
+      }
+    }
+    return [...groups.values()].map((types) => ({ $type: types }));
+  }
+}
+
+/** Fingerprint of a range: its `_id`s and document hashes, in order. */
+function rangeHash(entries: ScanEntry[]): string {
+  const hash = createHash('sha256');
+  for (const e of entries) hash.update(`${e.key}\t${e.hash}\n`);
+  return hash.digest('base64url');
+}
