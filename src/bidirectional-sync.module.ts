@@ -14,7 +14,9 @@ import {
   SYNC_OPTIONS_TYPE,
 } from './bidirectional-sync.module-definition';
 import { LocalChangeCaptureService } from './capture/local-change-capture.service';
-import { resolveSyncConfig } from './config/sync-config';
+import { ResolvedSyncConfig, resolveSyncConfig } from './config/sync-config';
+import { LeaseRepository } from './lease/lease.repository';
+import { LeaseOptions, LeaseService, SYNC_LEASE_OPTIONS } from './lease/lease.service';
 import type { BidirectionalSyncModuleOptions } from './config/sync-options.interface';
 import { ConflictResolverService } from './conflict/conflict-resolver.service';
 import { ConflictRepository } from './conflict/conflict.repository';
@@ -63,6 +65,7 @@ const EXPORTED = [
   LocalChangeCaptureService,
   RebaselineService,
   SyncStoresService,
+  LeaseService,
 ];
 
 /**
@@ -101,6 +104,16 @@ export class BidirectionalSyncModule extends ConfigurableBidirectionalSyncModule
         useExisting: getConnectionToken(extras.localConnectionName),
       },
       { provide: SYNC_WALL_CLOCK, useValue: Date.now },
+      {
+        provide: SYNC_LEASE_OPTIONS,
+        useFactory: (config: ResolvedSyncConfig): LeaseOptions => ({
+          leaseTtl: config.leaseTtl,
+          renewInterval: Math.min(config.leaseRenewInterval, Math.floor(config.leaseTtl / 3)),
+        }),
+        inject: [SYNC_CONFIG],
+      },
+      LeaseRepository,
+      LeaseService,
       ...(extras.conflictResolver
         ? [{ provide: SYNC_CONFLICT_RESOLVER, useClass: extras.conflictResolver }]
         : []),

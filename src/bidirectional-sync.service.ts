@@ -17,6 +17,7 @@ import { MonitorService } from './monitor/monitor.service';
 import { OriginTrackerService } from './origin/origin-tracker.service';
 import { OutboxDrainerService } from './outbox/outbox-drainer.service';
 import { OutboxRepository } from './outbox/outbox.repository';
+import { LeaseService } from './lease/lease.service';
 
 export type HealthState = 'healthy' | 'degraded' | 'unhealthy';
 
@@ -24,6 +25,9 @@ export type HealthState = 'healthy' | 'degraded' | 'unhealthy';
 export interface BidirectionalHealth {
   enabled: boolean;
   instanceId: string;
+  /** `active` runs the sync; `standby` waits for the lease of the local database. */
+  role: 'active' | 'standby';
+  lease: { holderId: string; currentHolder: string | null; term: number | null };
   atlasListener: {
     running: boolean;
     connected: boolean;
@@ -65,6 +69,10 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
   private readonly logger = new Logger(BidirectionalSyncService.name);
   private enabled = false;
   private started = false;
+  /** True while this process holds the lease and runs the workers. */
+  private working = false;
+  private starting?: Promise<void>;
+  private readonly unsubscribe: (() => void)[] = [];
   thresholds: HealthThresholds = {
     maxLagMs: 30_000,
     maxDisconnectedMs: 5 * 60_000,
@@ -82,6 +90,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     private readonly rebaseline: RebaselineService,
     private readonly monitor: MonitorService,
     private readonly events: EventEmitter2,
+    private readonly lease: LeaseService,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -92,11 +101,44 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     await this.stop();
   }
 
-  /** Starts capture and drainer (always) and the Atlas listener (when enabled). */
+  /**
+   * Competes for the lease of the local database; the holder runs capture and
+   * drainer (always) and the Atlas listener (when enabled), the others stand by.
+   */
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
     await this.origin.initialize();
+    this.unsubscribe.push(
+      this.lease.onAcquired(() => this.startWorkers()),
+      this.lease.onLost(({ reason }) => this.stopWorkers(`lease lost: ${reason}`)),
+    );
+    const role = await this.lease.start();
+    if (role === 'active')
+      await this.startWorkers(); // at once, not when the handler gets its turn
+    else {
+      this.logger.log('Standing by: another process holds the lease of this local database');
+    }
+  }
+
+  /** Stops everything: running batches finish, tokens and clock are saved, the lease is released. */
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    for (const off of this.unsubscribe.splice(0)) off();
+    await this.stopWorkers('stopping');
+    await this.lease.stop();
+    await this.origin.persistClock().catch(() => undefined);
+  }
+
+  /** Starts the workers once; concurrent callers (start() and the lease handler) share the start. */
+  private startWorkers(): Promise<void> {
+    this.starting ??= this.runWorkers();
+    return this.starting;
+  }
+
+  private async runWorkers(): Promise<void> {
+    this.working = true;
     const stored = await this.metadata.getEnabled(this.origin.instanceId);
     this.enabled = stored ?? this.config.enabled;
     this.capture.start();
@@ -105,15 +147,15 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     this.logger.log(`Sync started: Local → Atlas on, Atlas → Local ${this.enabled ? 'on' : 'off'}`);
   }
 
-  /** Stops everything: the running batches finish, tokens and clock are saved, then one last push. */
-  async stop(): Promise<void> {
-    if (!this.started) return;
-    this.started = false;
+  private async stopWorkers(reason: string): Promise<void> {
+    await this.starting?.catch(() => undefined);
+    this.starting = undefined;
+    if (!this.working) return;
+    this.working = false;
     await Promise.all([this.listener.stop(), this.capture.stop()]);
     await this.drainer.stop();
     await this.drainer.drain().catch(() => undefined);
-    await this.origin.persistClock().catch(() => undefined);
-    this.logger.log('Sync stopped');
+    this.logger.log(`Sync stopped (${reason})`);
   }
 
   /** Pushes every pending local change now (also done on shutdown). */
@@ -131,7 +173,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     await this.metadata.setEnabled(this.origin.instanceId, enabled);
     if (enabled === this.enabled) return;
     this.enabled = enabled;
-    if (this.started) {
+    if (this.working) {
       if (enabled) this.listener.start();
       else await this.listener.stop();
     }
@@ -160,11 +202,15 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     };
     const reasons: string[] = [];
     let health: HealthState = 'healthy';
+    const lease = this.lease.status();
     const worsen = (to: HealthState, reason: string): void => {
       reasons.push(reason);
       if (to === 'unhealthy' || health === 'healthy') health = to;
     };
-    if (this.enabled) {
+    if (lease.role === 'standby') {
+      // Another process does the work; this one only has to be able to take over.
+      if (lease.lastError) worsen('degraded', `lease: ${lease.lastError}`);
+    } else if (this.enabled) {
       if (!listener.running) worsen('unhealthy', 'Atlas listener is not running');
       else if (listener.consecutiveFailures >= this.config.maxReconnectAttempts)
         worsen(
@@ -185,9 +231,11 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
           `Atlas change stream not connected${listener.lastError ? `: ${listener.lastError}` : ''}`,
         );
     }
-    if (!capture.running) worsen('unhealthy', 'local capture is not running');
-    else if (!capture.connected && capture.consecutiveFailures > 0)
+    if (lease.role === 'active' && !capture.running) {
+      worsen('unhealthy', 'local capture is not running');
+    } else if (lease.role === 'active' && !capture.connected && capture.consecutiveFailures > 0) {
       worsen('degraded', `local capture not connected: ${capture.lastError}`);
+    }
     if (drainer.consecutiveFailures >= this.config.maxReconnectAttempts)
       worsen(
         'unhealthy',
@@ -211,6 +259,12 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     return {
       enabled: this.enabled,
       instanceId: this.origin.instanceId,
+      role: lease.role,
+      lease: {
+        holderId: lease.holderId,
+        currentHolder: lease.currentHolder ?? null,
+        term: lease.term ?? null,
+      },
       atlasListener: {
         running: listener.running,
         connected: listener.connected,

@@ -41,6 +41,8 @@ export const SYNC_ENV_VARIABLES: Record<keyof BidirectionalSyncModuleOptions, st
     tombstoneRetention: 'SYNC_TOMBSTONE_RETENTION',
     maxConflictRecords: 'SYNC_MAX_CONFLICT_RECORDS',
     applyConcurrency: 'SYNC_APPLY_CONCURRENCY',
+    leaseTtl: 'SYNC_LEASE_TTL',
+    leaseRenewInterval: 'SYNC_LEASE_RENEW_INTERVAL',
     autoStart: undefined,
   };
 
@@ -126,6 +128,14 @@ export class ResolvedSyncConfig {
   @Max(256)
   applyConcurrency = 16;
 
+  @IsInt()
+  @Min(500)
+  leaseTtl = 15_000;
+
+  @IsInt()
+  @Min(100)
+  leaseRenewInterval = 5_000;
+
   @IsBoolean()
   autoStart = true;
 
@@ -186,6 +196,8 @@ const ENV_PARSERS: Partial<Record<keyof BidirectionalSyncModuleOptions, (raw: st
     tombstoneRetention: parseInteger,
     maxConflictRecords: parseInteger,
     applyConcurrency: parseInteger,
+    leaseTtl: parseInteger,
+    leaseRenewInterval: parseInteger,
   };
 
 /**

@@ -53,6 +53,14 @@ export interface BidirectionalSyncModuleOptions {
   maxConflictRecords?: number;
   /** Documents applied in parallel (distinct ids only; one id is always applied in order). Env `SYNC_APPLY_CONCURRENCY`. Default 16. */
   applyConcurrency?: number;
+  /**
+   * Several processes on one local database: one holds a lease and runs capture,
+   * drainer and listener; the others stand by and take over this long (ms) after
+   * the holder stops renewing. Env `SYNC_LEASE_TTL`. Default 15000.
+   */
+  leaseTtl?: number;
+  /** How often the lease holder renews (ms). Env `SYNC_LEASE_RENEW_INTERVAL`. Default 5000. */
+  leaseRenewInterval?: number;
   /** Start the listener and drainer when the application boots. Default `true`. */
   autoStart?: boolean;
 }

@@ -31,12 +31,10 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
   it('stops pulling when disabled, keeps pushing, and resumes with nothing missed', async () => {
     const [a, b] = cluster.devices;
     await b.sync.setEnabled(false);
-    await cluster.atlas
-      .collection('orders')
-      .insertOne({
-        _id: 'while-off' as any,
-        _sync: { v: '001000000000100-000000-device-z', o: 'device-z' },
-      });
+    await cluster.atlas.collection('orders').insertOne({
+      _id: 'while-off' as any,
+      _sync: { v: '001000000000100-000000-device-z', o: 'device-z' },
+    });
     await b.db.collection('orders').insertOne({ _id: 'pushed-while-off' as any });
     await cluster.everywhere(
       async (db) =>

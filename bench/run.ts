@@ -1,0 +1,291 @@
+/**
+ * Benchmark program (not a test): `npm run bench -- --help`.
+ *
+ * Starts its own SecantusDB servers (or uses BENCH_ATLAS_URI / BENCH_LOCAL_URIS),
+ * runs each scenario of issue 6 several times, prints medians, writes
+ * bench-results/latest.json and (for a full run) docs/benchmarks.md with an SVG
+ * chart. Every server and device process is torn down on exit, error or Ctrl-C.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs, ScenarioName } from './lib/args';
+import { buildDeviceProcess, PROJECT_ROOT } from './lib/build';
+import type { BenchContext } from './lib/context';
+import { killAllHosts, readyMarks } from './lib/device-host';
+import { loadAverage, procRssBytes } from './lib/proc';
+import { summarizeProfile, topCommands } from './lib/profile';
+import type { CommandStats } from './lib/protocol';
+import type { BenchResults, ProfileEntry } from './lib/results';
+import { ServerPool, usingExternalServers } from './lib/servers';
+import { jsonSafe } from './lib/stats';
+import { evaluateTargets } from './lib/targets';
+import { lagChart, renderMarkdown } from './report/markdown';
+import { runBaseline } from './scenarios/baseline';
+import { measureCatchup, runCatchup } from './scenarios/catchup';
+import { runFanin } from './scenarios/fanin';
+import { measureLag, runLag } from './scenarios/lag';
+import { runPlanner } from './scenarios/planner';
+import { measureMode, runThroughput } from './scenarios/throughput';
+
+function git(...args: string[]): string {
+  try {
+    return execFileSync('git', args, { cwd: PROJECT_ROOT, encoding: 'utf8' }).trim();
+  } catch {
+    return '';
+  }
+}
+
+function engineCommit(): string {
+  const head = git('rev-parse', '--short', 'HEAD') || 'unknown commit';
+  const dirty = git('status', '--porcelain', '--', 'src').length > 0;
+  return `commit ${head}${dirty ? ' with uncommitted changes under src/' : ''}`;
+}
+
+async function profilePass(ctx: BenchContext): Promise<ProfileEntry[]> {
+  const entries: ProfileEntry[] = [];
+  const profile = (label: string) => {
+    const file = join(ctx.profileDir, `${label}.cpuprofile`);
+    return existsSync(file) ? summarizeProfile(file, readyMarks.get(label) ?? 0) : null;
+  };
+  const entry = (
+    scenario: string,
+    process: string,
+    label: string,
+    commands: CommandStats | undefined,
+    rest: Pick<ProfileEntry, 'serverCpu' | 'footprint'>,
+  ): ProfileEntry => ({
+    scenario,
+    process,
+    summary: profile(label),
+    commands: topCommands(commands ?? {}),
+    ...rest,
+  });
+
+  ctx.log('profiling pass: Local → Atlas saturation');
+  const up = await measureMode(ctx, 'localToAtlas', 'prof', { profile: true, withConfirm: false });
+  entries.push(
+    entry(
+      'Local → Atlas saturation',
+      'device',
+      'throughput-localToAtlas-prof',
+      up.commandStats,
+      up,
+    ),
+  );
+  ctx.log('profiling pass: Atlas → Local saturation');
+  const down = await measureMode(ctx, 'atlasToLocal', 'prof', {
+    profile: true,
+    withConfirm: false,
+  });
+  entries.push(
+    entry(
+      'Atlas → Local saturation',
+      'device',
+      'throughput-atlasToLocal-prof',
+      down.commandStats,
+      down,
+    ),
+  );
+  const rate = Math.max(...ctx.args.lagRates);
+  ctx.log(`profiling pass: lag at ${rate}/s`);
+  const lag = await measureLag(ctx, rate, 'prof', { profile: true });
+  entries.push(
+    entry(
+      `Lag at ${rate}/s`,
+      'device A (sender)',
+      `lag${rate}-sender-prof`,
+      lag.commandStats?.sender,
+      {
+        serverCpu: lag.serverCpu,
+        footprint: lag.footprint.sender,
+      },
+    ),
+    entry(
+      `Lag at ${rate}/s`,
+      'device B (receiver)',
+      `lag${rate}-receiver-prof`,
+      lag.commandStats?.receiver,
+      {
+        serverCpu: lag.serverCpu,
+        footprint: lag.footprint.receiver,
+      },
+    ),
+  );
+  ctx.log('profiling pass: catch-up');
+  const cu = await measureCatchup(ctx, ctx.args.catchup, 'prof', { profile: true });
+  entries.push(
+    entry(`Catch-up of ${ctx.args.catchup} changes`, 'device', 'catchup-prof', cu.commandStats, cu),
+  );
+  return entries;
+}
+
+const LATENCY_KEYS = new Set(['p50', 'p95', 'p99', 'max', 'confirmLagP99']);
+
+function writeDocs(results: BenchResults, log: (m: string) => void): void {
+  const lagRate = results.meta.parameters.lagRates
+    ? (results.meta.parameters.lagRates as number[]).includes(1000)
+      ? 1000
+      : Math.max(...(results.meta.parameters.lagRates as number[]))
+    : 1000;
+  const chart = lagChart(results);
+  const chartName = 'benchmarks-lag.svg';
+  if (chart) writeFileSync(join(PROJECT_ROOT, 'docs', chartName), chart);
+  const analysisFile = join(PROJECT_ROOT, 'bench', 'ANALYSIS.md');
+  const md = renderMarkdown(results, {
+    chartFile: chart ? chartName : undefined,
+    analysis: existsSync(analysisFile) ? readFileSync(analysisFile, 'utf8') : undefined,
+    lagRate,
+  });
+  writeFileSync(join(PROJECT_ROOT, 'docs', 'benchmarks.md'), md);
+  log(`wrote docs/benchmarks.md${chart ? ` and docs/${chartName}` : ''}`);
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.reportOnly) {
+    // JSON holds ∞ (undelivered) as null.
+    const results = JSON.parse(
+      readFileSync(resolve(PROJECT_ROOT, args.outDir, 'latest.json'), 'utf8'),
+      (k, v) => (v === null && LATENCY_KEYS.has(k) ? Infinity : v),
+    ) as BenchResults;
+    writeDocs(results, console.log);
+    return;
+  }
+  const t0 = Date.now();
+  const log = (message: string) =>
+    console.log(`[bench ${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${message}`);
+  const outDir = resolve(PROJECT_ROOT, args.outDir);
+  const profileDir = join(outDir, 'profiles');
+  rmSync(profileDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+
+  // Enough oplog for an offline device's backlog (its writes, stamps and outbox traffic), and no more:
+  // a bigger oplog of 1 KiB entries outgrows the server's 1 GB cache and slows every later scenario.
+  const pool = new ServerPool(Math.max(200_000, 20 * args.catchup));
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${signal}: stopping device processes and servers`);
+    killAllHosts();
+    void pool.destroy().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('exit', () => {
+    killAllHosts();
+    pool.killNow();
+  });
+
+  const cpus = os.cpus();
+  const results: BenchResults = {
+    meta: {
+      startedAt: new Date(t0).toISOString(),
+      command: args.commandLine,
+      runs: args.runs,
+      machine: {
+        cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+        cpuCount: cpus.length,
+        cpuMHz: cpus[0]?.speed ?? 0,
+        totalMemGiB: os.totalmem() / 1024 ** 3,
+        node: process.version,
+        platform: os.platform(),
+        kernel: os.release(),
+        loadAvgStart: loadAverage(),
+      },
+      servers: '',
+      engineCommit: engineCommit(),
+      syncOptions: args.syncOptions,
+      serverRssMiB: {},
+      parameters: {
+        scenarios: args.scenarios,
+        catchup: args.catchup,
+        catchupCapSeconds: args.catchupCapSeconds,
+        lagRates: args.lagRates,
+        lagSeconds: args.lagSeconds,
+        waitCapSeconds: args.waitCapSeconds,
+        throughputSeconds: args.throughputSeconds,
+        faninDevices: args.faninDevices,
+        faninServers: args.faninServers,
+        faninWrites: args.faninWrites,
+        faninCapSeconds: args.faninCapSeconds,
+      },
+    },
+    targets: [],
+  };
+
+  try {
+    log('compiling the device process');
+    const deviceEntry = buildDeviceProcess(join(PROJECT_ROOT, 'bench-results', '.build'));
+    log(
+      usingExternalServers
+        ? 'connecting to the given servers'
+        : 'starting SecantusDB servers (Atlas, device A, device B)',
+    );
+    const [atlas, localA, localB] = await pool.startAtlasAndLocals(2);
+    const info = await atlas.client.db('admin').command({ buildInfo: 1 });
+    results.meta.servers = usingExternalServers
+      ? `external (BENCH_ATLAS_URI / BENCH_LOCAL_URIS), MongoDB ${info.version}`
+      : `SecantusDB ${info.secantusVersion ?? '?'} (reports MongoDB ${info.version}), each server one Python process on loopback: ` +
+        `"Atlas", device A's and device B's local servers (fan-in adds ${args.faninServers}); in-memory storage, oplog cap ${pool.oplogMaxEntries.toLocaleString('en-US')} entries`;
+    const ctx: BenchContext = {
+      args,
+      pool,
+      atlas,
+      localA,
+      localB,
+      deviceEntry,
+      profileDir,
+      syncOptions: args.syncOptions,
+      log,
+    };
+
+    const scenarios: Record<ScenarioName, () => Promise<void>> = {
+      baseline: async () => void (results.baseline = await runBaseline(ctx)),
+      planner: async () => void (results.planner = await runPlanner(ctx)),
+      throughput: async () => void (results.throughput = await runThroughput(ctx)),
+      lag: async () => void (results.lag = await runLag(ctx)),
+      catchup: async () => void (results.catchup = await runCatchup(ctx)),
+      fanin: async () => void (results.fanin = await runFanin(ctx)),
+    };
+    for (const name of args.scenarios) {
+      log(`scenario ${name}`);
+      await scenarios[name]();
+      results.meta.serverRssMiB[name] = Object.fromEntries(
+        pool.all.map((s) => [s.name, Math.round((procRssBytes(s.pid) ?? NaN) / 2 ** 20)]),
+      );
+    }
+    if (args.profile && args.scenarios.some((s) => ['throughput', 'lag', 'catchup'].includes(s)))
+      results.profiles = await profilePass(ctx);
+
+    const lagRate = args.lagRates.includes(1000) ? 1000 : Math.max(...args.lagRates);
+    results.targets = evaluateTargets(results, lagRate);
+    results.meta.finishedAt = new Date().toISOString();
+    results.meta.durationSeconds = (Date.now() - t0) / 1000;
+    results.meta.machine.loadAvgEnd = loadAverage();
+
+    const jsonFile = join(outDir, 'latest.json');
+    writeFileSync(jsonFile, JSON.stringify(jsonSafe(results), null, 2));
+    log(`wrote ${jsonFile}`);
+    if (args.writeDocs) writeDocs(results, log);
+    console.log('\nTargets (medians):');
+    for (const t of results.targets)
+      console.log(
+        `  ${t.met ? 'MET   ' : 'MISSED'} ${t.name}: ${t.measured} (required ${t.required})`,
+      );
+    console.log(`\nTotal ${((Date.now() - t0) / 60000).toFixed(1)} min.`);
+  } finally {
+    killAllHosts();
+    await pool.destroy();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,193 @@
+import type { Collection } from 'mongodb';
+import { BenchContext, deviceSpec, sleep, startHost } from '../lib/context';
+import type { DeviceHost, Footprint } from '../lib/device-host';
+import { makeDoc, PeerStamper } from '../lib/docs';
+import { CpuMeter, CpuShare } from '../lib/proc';
+import type { CommandStats } from '../lib/protocol';
+import { dropDatabases, uniqueDbName } from '../lib/servers';
+import { median, medianIndex } from '../lib/stats';
+
+export interface CatchupRun {
+  /** Changes accumulated while offline: `local` on the device, `atlas` on Atlas. */
+  n: number;
+  local: number;
+  atlas: number;
+  /** ms to write the backlog with the raw driver (both sides at once). */
+  accumulateMs: number;
+  /** ms from process start until the module's streams were running. */
+  readyMs: number;
+  /** ms from process start until both sides held every change (null: not within the cap). */
+  convergeMs: number | null;
+  localToAtlasMs: number | null;
+  atlasToLocalMs: number | null;
+  /** Changes per second until converged (or changes synced per second until the cap). */
+  rate: number;
+  synced: number;
+  /** RSS of the device process while online and idle, before going offline. */
+  idleRssMiB: number;
+  footprint: Footprint;
+  serverCpu: Record<string, CpuShare>;
+  /** Synced changes per direction at each second after process start. */
+  progress: { second: number; localToAtlas: number; atlasToLocal: number }[];
+  commandStats?: CommandStats;
+}
+
+export interface CatchupResult {
+  runs: CatchupRun[];
+  /** A smaller backlog (n/4), to show whether memory grows with the backlog. */
+  small?: CatchupRun;
+  median: {
+    rate: number;
+    convergeMs: number;
+    rssPeakMiB: number;
+    cpuPercent: number;
+    converged: number;
+  };
+  representative: CatchupRun;
+}
+
+async function writeBacklog(
+  coll: Collection<any>,
+  count: number,
+  prefix: string,
+  stamper?: PeerStamper,
+): Promise<void> {
+  for (let k = 0; k < count; k += 1000) {
+    const docs = [];
+    for (let i = k; i < Math.min(count, k + 1000); i++) {
+      const doc = makeDoc(`${prefix}${i.toString(36)}`, i);
+      docs.push(stamper ? stamper.stamp(doc) : doc);
+    }
+    await coll.insertMany(docs, { ordered: false });
+  }
+}
+
+export async function measureCatchup(
+  ctx: BenchContext,
+  n: number,
+  label: string,
+  { profile = false }: { profile?: boolean } = {},
+): Promise<CatchupRun> {
+  const atlasDb = uniqueDbName(`cu_${label}`);
+  const localDb = uniqueDbName(`cua_${label}`);
+  const spec = deviceSpec(ctx, ctx.localA, localDb, atlasDb, `cu-${label}`);
+  const local = Math.floor(n / 2);
+  const atlas = n - local;
+  let host: DeviceHost | undefined;
+  try {
+    // Online once, so both resume tokens are stored; then offline.
+    host = await startHost(ctx, `catchup-first-${label}`, [spec]);
+    await sleep(500);
+    const idleRssMiB = host.rssMiB;
+    await host.stop({ graceful: true });
+    host = undefined;
+
+    const localColl = ctx.localA.client.db(localDb).collection('cu');
+    const atlasColl = ctx.atlas.client.db(atlasDb).collection('cu');
+    const a0 = performance.now();
+    await Promise.all([
+      writeBacklog(localColl, local, 'l'),
+      writeBacklog(atlasColl, atlas, 'a', new PeerStamper()),
+    ]);
+    const accumulateMs = performance.now() - a0;
+
+    const meter = new CpuMeter({
+      atlas: ctx.atlas.pid,
+      local: ctx.localA.pid,
+      bench: process.pid,
+    }).begin();
+    const epoch0 = Date.now();
+    const t0 = performance.now();
+    const starting = startHost(
+      ctx,
+      `catchup-${label}`,
+      [spec],
+      profile ? { cpuProfileDir: ctx.profileDir, monitorCommands: true } : {},
+    );
+    let readyMs = NaN;
+    void starting.then(
+      () => (readyMs = performance.now() - t0),
+      () => undefined,
+    );
+    const cap = t0 + ctx.args.catchupCapSeconds * 1000;
+    let l2a: number | null = null;
+    let a2l: number | null = null;
+    let synced = 0;
+    const progress: CatchupRun['progress'] = [];
+    while (performance.now() < cap) {
+      const [onAtlas, onLocal] = await Promise.all([
+        atlasColl.estimatedDocumentCount(),
+        localColl.estimatedDocumentCount(),
+      ]);
+      const now = performance.now();
+      const up = onAtlas - atlas;
+      const down = onLocal - local;
+      synced = up + down;
+      const second = Math.floor((now - t0) / 1000);
+      if (!progress.length || progress[progress.length - 1].second < second)
+        progress.push({ second, localToAtlas: up, atlasToLocal: down });
+      if (l2a === null && up >= local) l2a = now - t0;
+      if (a2l === null && down >= atlas) a2l = now - t0;
+      if (l2a !== null && a2l !== null) break;
+      await sleep(100);
+    }
+    host = await starting;
+    const convergeMs = l2a !== null && a2l !== null ? Math.max(l2a, a2l) : null;
+    const elapsed = (convergeMs ?? performance.now() - t0) / 1000;
+    const serverCpu = meter.end();
+    const footprint = host.footprint(epoch0, Date.now());
+    const commandStats = await host.stop();
+    host = undefined;
+    return {
+      n,
+      local,
+      atlas,
+      accumulateMs,
+      readyMs,
+      convergeMs,
+      localToAtlasMs: l2a,
+      atlasToLocalMs: a2l,
+      rate: synced / elapsed,
+      synced,
+      idleRssMiB,
+      footprint,
+      serverCpu,
+      progress,
+      commandStats: profile ? commandStats : undefined,
+    };
+  } finally {
+    await host?.stop();
+    await dropDatabases([
+      [ctx.atlas, atlasDb],
+      [ctx.localA, localDb],
+    ]);
+  }
+}
+
+const describe = (r: CatchupRun) =>
+  `${r.n} changes: ${r.convergeMs === null ? `NOT converged within the cap (${r.synced}/${r.n} synced)` : `converged in ${(r.convergeMs / 1000).toFixed(1)} s`}, ` +
+  `${r.rate.toFixed(0)} changes/s, RSS peak ${r.footprint.rssPeakMiB.toFixed(0)} MiB (idle ${r.idleRssMiB.toFixed(0)}), CPU ${r.footprint.cpuPercent.toFixed(0)}%`;
+
+export async function runCatchup(ctx: BenchContext): Promise<CatchupResult> {
+  const runs: CatchupRun[] = [];
+  for (let r = 0; r < ctx.args.runs; r++) {
+    const run = await measureCatchup(ctx, ctx.args.catchup, `r${r}`);
+    runs.push(run);
+    ctx.log(`catch-up run ${r + 1}: ${describe(run)}`);
+  }
+  const smallN = Math.max(2, Math.floor(ctx.args.catchup / 4));
+  const small = await measureCatchup(ctx, smallN, 'small');
+  ctx.log(`catch-up (memory vs backlog): ${describe(small)}`);
+  return {
+    runs,
+    small,
+    median: {
+      rate: median(runs.map((r) => r.rate)),
+      convergeMs: median(runs.map((r) => r.convergeMs ?? Infinity)),
+      rssPeakMiB: median(runs.map((r) => r.footprint.rssPeakMiB)),
+      cpuPercent: median(runs.map((r) => r.footprint.cpuPercent)),
+      converged: runs.filter((r) => r.convergeMs !== null).length,
+    },
+    representative: runs[medianIndex(runs.map((r) => r.rate))],
+  };
+}
