@@ -16,6 +16,9 @@ const HISTORY_LOST_CODES = new Set([
   260, // InvalidResumeToken
 ]);
 
+/** Minimum time between two saves of an idle stream's token (ms). */
+const IDLE_TOKEN_SAVE_MS = 5000;
+
 export function isHistoryLostError(err: unknown): boolean {
   const e = err as MongoError & { codeName?: string };
   if (!e || typeof e !== 'object') return false;
@@ -171,8 +174,11 @@ export class ChangeStreamTailer {
       this.setConnected(true);
       if (!first) {
         // Idle: the post-batch resume token still advances, so a quiet stream
-        // never falls behind the oplog window.
-        await this.saveToken(stream.resumeToken);
+        // never falls behind the oplog window. Saved at most once per
+        // IDLE_TOKEN_SAVE_MS: each save is a write that wakes every stream.
+        if (Date.now() - (this.state.lastTokenSavedAt?.getTime() ?? 0) >= IDLE_TOKEN_SAVE_MS) {
+          await this.saveToken(stream.resumeToken);
+        }
         continue;
       }
       const batch: ChangeStreamDocument[] = [first];
