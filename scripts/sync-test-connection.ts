@@ -12,7 +12,7 @@ import {
   EXIT,
   integerFlag,
   parseCommandLine,
-  resolveTargets,
+  targetsFromFlags,
   runCommand,
 } from '../src/diagnostics/cli-support';
 import { checkConnection, formatConnectionChecks } from '../src/diagnostics/connection-check';
@@ -35,12 +35,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return EXIT.ok;
   }
-  const targets = resolveTargets(process.env, {
-    local: flags.local,
-    atlas: flags.atlas,
-    localDb: flags['local-db'],
-    atlasDb: flags['atlas-db'],
-  });
+  const targets = targetsFromFlags(flags);
   const timeoutMs = integerFlag('timeout-ms', flags['timeout-ms'], 10_000, 1);
   const checks = await Promise.all([
     checkConnection('Local MongoDB', targets.local.uri, targets.local.dbName, timeoutMs),

@@ -15,7 +15,7 @@ import {
   integerFlag,
   listFlag,
   parseCommandLine,
-  resolveTargets,
+  targetsFromFlags,
   runCommand,
 } from '../src/diagnostics/cli-support';
 import { redactUri } from '../src/errors/sync.errors';
@@ -57,12 +57,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return EXIT.ok;
   }
-  const targets = resolveTargets(process.env, {
-    local: flags.local,
-    atlas: flags.atlas,
-    localDb: flags['local-db'],
-    atlasDb: flags['atlas-db'],
-  });
+  const targets = targetsFromFlags(flags);
   const timeoutMs = integerFlag('timeout-ms', flags['timeout-ms'], 10_000, 1);
   const limit = integerFlag('limit', flags.limit, 20);
   const pageSize = integerFlag('page-size', flags['page-size'], 1000, 2);

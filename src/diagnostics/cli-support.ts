@@ -266,3 +266,16 @@ export function formatFindings(findings: Finding[], indent = '  '): string {
     .map((f) => `${indent}${`[${f.level.toUpperCase()}]`.padEnd(7)}${f.message}`)
     .join('\n');
 }
+
+/** The targets named by the common command-line flags (`--local`, `--atlas`, `--local-db`, `--atlas-db`), else the environment. */
+export function targetsFromFlags(
+  flags: { local?: string; atlas?: string; 'local-db'?: string; 'atlas-db'?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): DiagnosticTargets {
+  return resolveTargets(env, {
+    local: flags.local,
+    atlas: flags.atlas,
+    localDb: flags['local-db'],
+    atlasDb: flags['atlas-db'],
+  });
+}

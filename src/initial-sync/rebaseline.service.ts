@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import type { Document } from 'mongodb';
+import type { Db, Document } from 'mongodb';
 import { SYNC_COLLECTIONS, SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { compareVersions } from '../common/hybrid-logical-clock';
 import { readStamp, SyncStamp } from '../common/sync-stamp';
@@ -28,6 +28,22 @@ export interface RebaselineProgress {
 }
 
 const PAGE = 500;
+
+/** A collection's documents in `_id` order, a page at a time (constant memory, resumable by `_id`). */
+async function* pagesById(db: Db, collection: string): AsyncGenerator<Document[]> {
+  let lastId: unknown;
+  for (;;) {
+    const page = await db
+      .collection(collection)
+      .find(lastId === undefined ? {} : ({ _id: { $gt: lastId } } as Document))
+      .sort({ _id: 1 })
+      .limit(PAGE)
+      .toArray();
+    if (!page.length) return;
+    lastId = page[page.length - 1]._id;
+    yield page;
+  }
+}
 
 /**
  * Brings both sides together without a usable change stream position: on a
@@ -120,16 +136,7 @@ export class RebaselineService {
 
   /** Atlas → Local: every Atlas document and tombstone goes through the normal (versioned) apply. */
   private async pullCollection(collection: string): Promise<void> {
-    let lastId: unknown;
-    for (;;) {
-      const page = await this.stores.atlas
-        .collection(collection)
-        .find(lastId === undefined ? {} : ({ _id: { $gt: lastId } } as Document))
-        .sort({ _id: 1 })
-        .limit(PAGE)
-        .toArray();
-      if (!page.length) break;
-      lastId = page[page.length - 1]._id;
+    for await (const page of pagesById(this.stores.atlas, collection)) {
       const changes: IncomingChange[] = page.map((doc) => {
         // Unstamped Atlas documents (written without the module) get the oldest version: any stamped copy wins.
         const stamp: SyncStamp = readStamp(doc) ?? {
@@ -161,16 +168,7 @@ export class RebaselineService {
 
   /** Local → Atlas: local documents missing on Atlas or newer than Atlas's copy go to the outbox. */
   private async pushCollection(collection: string): Promise<void> {
-    let lastId: unknown;
-    for (;;) {
-      const page = await this.stores.local
-        .collection(collection)
-        .find(lastId === undefined ? {} : ({ _id: { $gt: lastId } } as Document))
-        .sort({ _id: 1 })
-        .limit(PAGE)
-        .toArray();
-      if (!page.length) break;
-      lastId = page[page.length - 1]._id;
+    for await (const page of pagesById(this.stores.local, collection)) {
       const ids = page.map((d) => d._id);
       const remote = await this.stores.atlas
         .collection(collection)
