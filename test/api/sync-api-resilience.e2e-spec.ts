@@ -136,7 +136,11 @@ describe('sync API when things go wrong: Atlas down, restarts, credentials', () 
 
     app = await start({ localDbName, atlasDbName });
     h = await health(app);
-    expect(h.body).toMatchObject({ enabled: true, role: 'active', atlasListener: { running: true } });
+    expect(h.body).toMatchObject({
+      enabled: true,
+      role: 'active',
+      atlasListener: { running: true },
+    });
     await waitFor(() => app.db.collection('menuitems').findOne({ _id: fromAtlas }), {
       message: 'Atlas change applied after re-enabling',
     });
