@@ -358,7 +358,13 @@ export class OutboxDrainerService {
   private async rewriteLocal(collection: string, writes: PlannedWrite[]): Promise<void> {
     const local = this.stores.local;
     for (const w of writes) {
-      const filter = { _id: w.entry._id.i, [`${SYNC_STAMP_FIELD}.v`]: w.entry.v } as Document;
+      // Not newer than the pushed entry: its stamp may not have reached the
+      // document yet, and a newer local edit is pushed (and resolved) on its own.
+      const field = `${SYNC_STAMP_FIELD}.v`;
+      const filter = {
+        _id: w.entry._id.i,
+        $or: [{ [field]: { $lte: w.entry.v } }, { [field]: { $exists: false } }],
+      } as Document;
       if (w.doc) {
         const result = await local
           .collection(collection)

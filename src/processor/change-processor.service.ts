@@ -228,24 +228,31 @@ export class ChangeProcessorService {
     );
     for (const [collection, list] of byCollection) {
       const ids = list.map((c) => c.documentKey._id);
-      const [atlasTombs, local, pending] = await Promise.all([
+      const [atlasTombs, local, pending, atlasNow] = await Promise.all([
         this.tombstones.find(this.stores.atlas, collection, ids),
         this.findLocal(collection, ids),
         this.outbox.pendingFor(collection, ids),
+        this.stores.atlas
+          .collection(collection)
+          .find({ _id: { $in: ids } } as Document, { projection: { _id: 1 } })
+          .toArray(),
       ]);
+      const recreated = new Set(atlasNow.map((d) => idKey(d._id)));
       const tombstones: Tombstone[] = [];
       for (const c of list) {
         const key = idKey(c.documentKey._id);
-        const localDoc = local.get(key);
-        // A device's delete wrote a tombstone at least as new as what we hold:
-        // its tombstone event does the work. An older tombstone is from an
-        // earlier life of the document, so this delete was made on Atlas directly.
+        // Written again since the delete: the newer state's own events decide.
+        if (recreated.has(key)) continue;
+        // The last Atlas state this device knows (its own unpushed edit does not count).
+        const unpushed = pending.get(key);
+        const lastSeen = unpushed ? (unpushed.base ?? undefined) : readStamp(local.get(key))?.v;
+        // A device's delete wrote a tombstone at least that new: its tombstone
+        // event does the work. An older tombstone is from an earlier life of
+        // the document, so this delete was made on Atlas directly.
         const tomb = atlasTombs.get(key);
-        if (tomb && compareVersions(tomb._sync.v, readStamp(localDoc)?.v) >= 0) continue;
+        if (tomb && compareVersions(tomb._sync.v, lastSeen) >= 0) continue;
         const derived = versionFromClusterTime((c as { clusterTime?: Timestamp }).clusterTime);
-        const v = pending.has(key)
-          ? derived
-          : maxVersion(derived, successor(readStamp(localDoc)?.v))!;
+        const v = unpushed ? derived : maxVersion(derived, successor(lastSeen))!;
         tombstones.push({
           _id: { c: collection, i: c.documentKey._id },
           _sync: { v, o: ATLAS_ORIGIN },
@@ -373,7 +380,9 @@ export class ChangeProcessorService {
 
     // Concurrent: this device holds an unpushed edit not based on the incoming state.
     const concurrent = !!pending && change.stamp.v !== pending.base && change.stamp.v !== pending.v;
-    const incomingNewer = compareVersions(change.stamp.v, localStamp?.v) > 0;
+    // An unpushed local edit counts even before its stamp reached the document.
+    const localVersion = maxVersion(localStamp?.v, pending?.v);
+    const incomingNewer = compareVersions(change.stamp.v, localVersion) > 0;
 
     if (concurrent && this.config.conflictResolutionStrategy === 'custom') {
       const decision = await this.conflicts.resolveConflict({
@@ -405,7 +414,7 @@ export class ChangeProcessorService {
       }
       await this.outbox.dropIfNotNewer(change.collection, change.id, change.stamp.v);
     } else if (!incomingNewer) {
-      if (concurrent) await this.recordConflict(change, localStamp?.v, 'local');
+      if (concurrent) await this.recordConflict(change, localVersion, 'local');
       return 'stale';
     } else if (concurrent) {
       await this.recordConflict(change, pending.v, 'atlas');
