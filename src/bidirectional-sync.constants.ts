@@ -18,6 +18,9 @@ export const SYNC_COLLECTIONS = {
 /** Field inside every synced document that carries its version and origin. */
 export const SYNC_STAMP_FIELD = '_sync';
 
+/** The origin of versions the engine derives for writes made on Atlas without the module. */
+export const ATLAS_ORIGIN = 'atlas';
+
 /** Injection token of the custom conflict resolver (see `SyncConflictResolver`). */
 export const SYNC_CONFLICT_RESOLVER = Symbol('SYNC_CONFLICT_RESOLVER');
 

@@ -72,6 +72,8 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
   /** True while this process holds the lease and runs the workers. */
   private working = false;
   private starting?: Promise<void>;
+  private startup?: Promise<void>;
+  private captureCaughtUp: Promise<void> = Promise.resolve();
   private readonly unsubscribe: (() => void)[] = [];
   thresholds: HealthThresholds = {
     maxLagMs: 30_000,
@@ -106,9 +108,14 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
    * drainer (always) and the Atlas listener (when enabled), the others stand by.
    */
   async start(): Promise<void> {
-    if (this.started) return;
+    this.startup ??= this.startOnce();
+    return this.startup;
+  }
+
+  private async startOnce(): Promise<void> {
     this.started = true;
     await this.origin.initialize();
+    if (!this.started) return; // stopped meanwhile
     this.unsubscribe.push(
       this.lease.onAcquired(() => this.startWorkers()),
       this.lease.onLost(({ reason }) => this.stopWorkers(`lease lost: ${reason}`)),
@@ -123,8 +130,10 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
 
   /** Stops everything: running batches finish, tokens and clock are saved, the lease is released. */
   async stop(): Promise<void> {
-    if (!this.started) return;
-    this.started = false;
+    if (!this.startup) return;
+    this.started = false; // from here on, nothing starts workers again
+    await this.startup.catch(() => undefined);
+    this.startup = undefined;
     for (const off of this.unsubscribe.splice(0)) off();
     await this.stopWorkers('stopping');
     await this.lease.stop();
@@ -133,6 +142,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
 
   /** Starts the workers once; concurrent callers (start() and the lease handler) share the start. */
   private startWorkers(): Promise<void> {
+    if (!this.started) return Promise.resolve();
     this.starting ??= this.runWorkers();
     return this.starting;
   }
@@ -143,8 +153,18 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     this.enabled = stored ?? this.config.enabled;
     this.capture.start();
     this.drainer.start();
-    if (this.enabled) this.listener.start();
-    this.logger.log(`Sync started: Local → Atlas on, Atlas → Local ${this.enabled ? 'on' : 'off'}`);
+    // Pull only once the capture has recorded every local write made before
+    // this start (offline edits): otherwise an older remote state could be
+    // applied over an edit the engine has not seen yet.
+    this.captureCaughtUp = this.capture.caughtUp();
+    void this.captureCaughtUp.then(() => this.startListenerIfWanted());
+    this.logger.log(
+      `Sync started: Local → Atlas on, Atlas → Local ${this.enabled ? 'on once local capture has caught up' : 'off'}`,
+    );
+  }
+
+  private startListenerIfWanted(): void {
+    if (this.working && this.enabled) this.listener.start();
   }
 
   private async stopWorkers(reason: string): Promise<void> {
@@ -174,7 +194,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     if (enabled === this.enabled) return;
     this.enabled = enabled;
     if (this.working) {
-      if (enabled) this.listener.start();
+      if (enabled) void this.captureCaughtUp.then(() => this.startListenerIfWanted());
       else await this.listener.stop();
     }
     this.logger.log(`Bidirectional sync ${enabled ? 'enabled' : 'disabled'}`);

@@ -20,6 +20,40 @@ type DataEvent = ChangeStreamDocument & {
 };
 
 /**
+ * One event per document: the last, carrying the fields changed by all of
+ * the document's events in the batch. With `updateLookup` every event of a
+ * batch sees the same live document, so stamping each separately would race
+ * their stamp write-backs (the first would win locally, the last on Atlas).
+ */
+export function lastEventPerDocument<E extends DataEvent>(events: E[]): E[] {
+  const latest = new Map<string, E>();
+  for (const e of events) {
+    const key = `${e.ns.coll}\u0000${idKey(e.documentKey._id)}`;
+    const earlier = latest.get(key);
+    latest.delete(key); // re-inserted below: the map keeps the order of last events
+    latest.set(key, earlier ? mergeInto(earlier, e) : e);
+  }
+  return [...latest.values()];
+}
+
+function mergeInto<E extends DataEvent>(earlier: E, later: E): E {
+  if (later.operationType !== 'update') return later;
+  if (earlier.operationType === 'insert' || earlier.operationType === 'replace')
+    return { ...later, operationType: 'replace' }; // every field is new since the batch began
+  if (earlier.operationType !== 'update') return later;
+  const a = earlier.updateDescription ?? {};
+  const b = later.updateDescription ?? {};
+  return {
+    ...later,
+    updateDescription: {
+      ...b,
+      updatedFields: { ...a.updatedFields, ...b.updatedFields },
+      removedFields: [...new Set([...(a.removedFields ?? []), ...(b.removedFields ?? [])])],
+    },
+  };
+}
+
+/**
  * Captures every local write to a synced collection, whatever wrote it
  * (Mongoose, the raw driver, a shell), from a change stream on the local
  * replica set. Each captured change gets a new version, is stamped into the
@@ -94,6 +128,11 @@ export class LocalChangeCaptureService {
     await this.tailer?.stop();
   }
 
+  /** Resolves once every local write made before the call has been captured (or capture stopped). */
+  caughtUp(): Promise<void> {
+    return this.tailer?.caughtUp() ?? Promise.resolve();
+  }
+
   /** Turns local change events into outbox entries and stamps. Idempotent on replay. */
   async captureBatch(events: DataEvent[]): Promise<void> {
     const relevant = events.filter(
@@ -101,7 +140,7 @@ export class LocalChangeCaptureService {
     );
     if (!relevant.length) return;
     const byCollection = new Map<string, DataEvent[]>();
-    for (const e of relevant)
+    for (const e of lastEventPerDocument(relevant))
       byCollection.set(e.ns.coll, [...(byCollection.get(e.ns.coll) ?? []), e]);
 
     const entries: NewOutboxEntry[] = [];

@@ -6,6 +6,7 @@ import type {
   Document,
   MongoError,
   ResumeToken,
+  Timestamp,
 } from 'mongodb';
 import { redactMessage } from '../errors/sync.errors';
 
@@ -88,6 +89,8 @@ export class ChangeStreamTailer {
   private lastSavedToken?: string;
   /** True from opening with a stored token until the first successful read. */
   private openingWithToken = false;
+  private pollsStarted = 0;
+  private catchUpWaiters: CatchUpWaiter[] = [];
   private readonly state: ChangeStreamTailerStatus = {
     running: false,
     connected: false,
@@ -119,6 +122,25 @@ export class ChangeStreamTailer {
     this.wake?.();
     await this.stream?.close().catch(() => undefined);
     await this.loop;
+    this.releaseCatchUpWaiters(() => true);
+  }
+
+  /**
+   * Resolves once every event the server had at the call has been handled:
+   * a handled event is at least as new as the server's operation time then,
+   * or a poll started after the call came back empty. Also resolves when
+   * the tailer stops, so a caller never waits on a stopped stream.
+   */
+  async caughtUp(): Promise<void> {
+    if (!this.loop) return;
+    const afterPoll = this.pollsStarted;
+    const target = await this.options
+      .db()
+      .command({ ping: 1 })
+      .then((reply) => reply.operationTime as Timestamp | undefined)
+      .catch(() => undefined);
+    if (!this.loop) return;
+    return new Promise((resolve) => this.catchUpWaiters.push({ target, afterPoll, resolve }));
   }
 
   private async run(): Promise<void> {
@@ -167,6 +189,7 @@ export class ChangeStreamTailer {
     this.stream = stream;
     this.openingWithToken = !!token;
     while (!this.stopping) {
+      const poll = ++this.pollsStarted;
       const first = await stream.tryNext();
       this.openingWithToken = false;
       this.state.consecutiveFailures = 0;
@@ -179,6 +202,7 @@ export class ChangeStreamTailer {
         if (Date.now() - (this.state.lastTokenSavedAt?.getTime() ?? 0) >= IDLE_TOKEN_SAVE_MS) {
           await this.saveToken(stream.resumeToken);
         }
+        this.releaseCatchUpWaiters((w) => w.afterPoll < poll);
         continue;
       }
       const batch: ChangeStreamDocument[] = [first];
@@ -190,7 +214,22 @@ export class ChangeStreamTailer {
       this.state.lastChange = new Date();
       await this.options.handleBatch(batch);
       await this.saveToken(stream.resumeToken);
+      const handledUpTo = (batch[batch.length - 1] as { clusterTime?: Timestamp }).clusterTime;
+      if (handledUpTo)
+        this.releaseCatchUpWaiters(
+          (w) => !!w.target && compareTimestamps(handledUpTo, w.target) >= 0,
+        );
     }
+  }
+
+  private releaseCatchUpWaiters(done: (waiter: CatchUpWaiter) => boolean): void {
+    if (!this.catchUpWaiters.length) return;
+    const waiting: CatchUpWaiter[] = [];
+    for (const waiter of this.catchUpWaiters) {
+      if (done(waiter)) waiter.resolve();
+      else waiting.push(waiter);
+    }
+    this.catchUpWaiters = waiting;
   }
 
   private async saveToken(token: ResumeToken | undefined): Promise<void> {
@@ -220,6 +259,18 @@ export class ChangeStreamTailer {
       };
     });
   }
+}
+
+interface CatchUpWaiter {
+  /** The server's operation time when the caller asked; undefined when it could not be read. */
+  target?: Timestamp;
+  /** Polls started before the caller asked (an empty one of those proves nothing). */
+  afterPoll: number;
+  resolve: () => void;
+}
+
+function compareTimestamps(a: Timestamp, b: Timestamp): number {
+  return a.t - b.t || a.i - b.i;
 }
 
 /** Events already received but not yet returned (driver internals; 0 when unknown). */

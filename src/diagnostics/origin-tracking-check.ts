@@ -1,12 +1,14 @@
 import { hostname } from 'node:os';
 import type { Db, Document } from 'mongodb';
-import { SYNC_COLLECTION_PREFIX, SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
+import {
+  ATLAS_ORIGIN,
+  SYNC_COLLECTION_PREFIX,
+  SYNC_COLLECTIONS,
+} from '../bidirectional-sync.constants';
 import { maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
 import type { ResolvedSyncConfig } from '../config/sync-config';
 import { Finding, formatFindings, formatTable } from './cli-support';
 
-/** The origin the engine stamps on writes made on Atlas without the module. */
-const ATLAS_ORIGIN = 'atlas';
 const INSTANCE_ID = /^[A-Za-z0-9_.:-]{3,64}$/;
 
 export interface StampCoverage {

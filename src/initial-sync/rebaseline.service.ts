@@ -1,6 +1,11 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Db, Document } from 'mongodb';
-import { SYNC_COLLECTIONS, SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import {
+  ATLAS_ORIGIN,
+  SYNC_COLLECTIONS,
+  SYNC_CONFIG,
+  SYNC_STAMP_FIELD,
+} from '../bidirectional-sync.constants';
 import { compareVersions } from '../common/hybrid-logical-clock';
 import { readStamp, SyncStamp } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
@@ -28,6 +33,12 @@ export interface RebaselineProgress {
 }
 
 const PAGE = 500;
+
+/** The stamp given to Atlas documents written without the module: older than any stamped version. */
+export const UNSTAMPED_ATLAS_STAMP: SyncStamp = {
+  v: successor(`000000000000000-000000-${ATLAS_ORIGIN}`)!,
+  o: ATLAS_ORIGIN,
+};
 
 /** A collection's documents in `_id` order, a page at a time (constant memory, resumable by `_id`). */
 async function* pagesById(db: Db, collection: string): AsyncGenerator<Document[]> {
@@ -137,19 +148,10 @@ export class RebaselineService {
   /** Atlas → Local: every Atlas document and tombstone goes through the normal (versioned) apply. */
   private async pullCollection(collection: string): Promise<void> {
     for await (const page of pagesById(this.stores.atlas, collection)) {
+      await this.adoptUnstamped(collection, page);
       const changes: IncomingChange[] = page.map((doc) => {
-        // Unstamped Atlas documents (written without the module) get the oldest version: any stamped copy wins.
-        const stamp: SyncStamp = readStamp(doc) ?? {
-          v: successor('000000000000000-000000-atlas')!,
-          o: 'atlas',
-        };
-        return {
-          collection,
-          id: doc._id,
-          operation: 'replace',
-          doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
-          stamp,
-        };
+        const stamp = readStamp(doc) as SyncStamp;
+        return { collection, id: doc._id, operation: 'replace', doc, stamp };
       });
       await this.processor.applyChanges(changes);
       this.state.compared += page.length;
@@ -163,6 +165,40 @@ export class RebaselineService {
       await this.processor.applyChanges(
         tombs.map((t) => ({ collection, id: t._id.i, operation: 'delete', stamp: t._sync })),
       );
+    }
+  }
+
+  /**
+   * Atlas documents written without the module (before any device ran, or
+   * while history was lost) get the oldest possible version, on Atlas itself
+   * and with a compare-and-set, so that every device holds the same stamp as
+   * Atlas and any stamped copy of the document wins over it. Every device
+   * writes the same value, so concurrent re-baselines agree.
+   */
+  private async adoptUnstamped(collection: string, page: Document[]): Promise<void> {
+    const unstamped = page.filter((doc) => !readStamp(doc));
+    if (!unstamped.length) return;
+    await this.stores.atlas.collection(collection).updateMany(
+      {
+        _id: { $in: unstamped.map((doc) => doc._id) },
+        [SYNC_STAMP_FIELD]: { $exists: false },
+      } as Document,
+      { $set: { [SYNC_STAMP_FIELD]: UNSTAMPED_ATLAS_STAMP } },
+    );
+    // Re-read: a device or a direct write may have changed them meanwhile.
+    const current = new Map(
+      (
+        await this.stores.atlas
+          .collection(collection)
+          .find({ _id: { $in: unstamped.map((doc) => doc._id) } } as Document)
+          .toArray()
+      ).map((doc) => [idKey(doc._id), doc]),
+    );
+    for (const [i, doc] of page.entries()) {
+      if (readStamp(doc)) continue;
+      const now = current.get(idKey(doc._id));
+      // Deleted meanwhile: its tombstone (or the stream) carries the delete.
+      page[i] = now && readStamp(now) ? now : { ...doc, [SYNC_STAMP_FIELD]: UNSTAMPED_ATLAS_STAMP };
     }
   }
 

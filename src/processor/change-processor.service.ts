@@ -2,7 +2,12 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { ChangeStreamDocument, Collection, Document, Timestamp } from 'mongodb';
 import type { Model } from 'mongoose';
-import { SYNC_COLLECTIONS, SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import {
+  ATLAS_ORIGIN,
+  SYNC_COLLECTIONS,
+  SYNC_CONFIG,
+  SYNC_STAMP_FIELD,
+} from '../bidirectional-sync.constants';
 import { forEachConcurrent } from '../common/concurrency';
 import {
   compareVersions,
@@ -27,9 +32,6 @@ import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { idKey, OutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
-
-/** The origin of versions the engine derives for writes made on Atlas without the module. */
-export const ATLAS_ORIGIN = 'atlas';
 
 /** A document state (or deletion) arriving from Atlas, with its version. */
 export interface IncomingChange {

@@ -4,7 +4,7 @@ import { getConnectionToken, MongooseModule, Prop, Schema, SchemaFactory } from 
 import { ScheduleModule } from '@nestjs/schedule';
 import { Test } from '@nestjs/testing';
 import type { Db } from 'mongodb';
-import type { Connection } from 'mongoose';
+import mongoose, { type Connection } from 'mongoose';
 import { SYNC_WALL_CLOCK } from '../../src/bidirectional-sync.constants';
 import { BidirectionalSyncModule } from '../../src/bidirectional-sync.module';
 import { BidirectionalSyncService } from '../../src/bidirectional-sync.service';
@@ -53,6 +53,19 @@ export class SyncDevice {
   ) {}
 
   static async start(opts: DeviceOptions): Promise<SyncDevice> {
+    // A module that fails to build never runs its shutdown hooks: close the connections it opened.
+    const before = new Set(mongoose.connections);
+    try {
+      return await SyncDevice.build(opts);
+    } catch (err) {
+      await Promise.all(
+        mongoose.connections.filter((c) => !before.has(c)).map((c) => c.close(true)),
+      );
+      throw err;
+    }
+  }
+
+  private static async build(opts: DeviceOptions): Promise<SyncDevice> {
     const moduleRef = await Test.createTestingModule({
       imports: [
         ScheduleModule.forRoot(),

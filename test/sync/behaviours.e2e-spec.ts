@@ -99,19 +99,22 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
     const watchB = b.db.collection('echo').watch([]);
     watch.on('change', (e: any) => atlasWrites.push(`${e.operationType}:${e.documentKey._id}`));
     watchB.on('change', (e: any) => localWrites.push(`${e.operationType}:${e.documentKey._id}`));
-    await new Promise((r) => setTimeout(r, 300));
-    for (let i = 0; i < 10; i++)
-      await a.db.collection('echo').insertOne({ _id: `e${i}` as any, n: 0 });
-    for (let i = 0; i < 10; i++)
-      await a.db.collection('echo').updateOne({ _id: `e${i}` as any }, { $set: { n: 1 } });
-    await cluster.everywhere(
-      async (db) => (await db.collection('echo').countDocuments({ n: 1 })) === 10,
-      'burst everywhere',
-    );
-    await cluster.converged('echo');
-    await new Promise((r) => setTimeout(r, 1000)); // let any echo show up
-    await watch.close();
-    await watchB.close();
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      for (let i = 0; i < 10; i++)
+        await a.db.collection('echo').insertOne({ _id: `e${i}` as any, n: 0 });
+      for (let i = 0; i < 10; i++)
+        await a.db.collection('echo').updateOne({ _id: `e${i}` as any }, { $set: { n: 1 } });
+      await cluster.everywhere(
+        async (db) => (await db.collection('echo').countDocuments({ n: 1 })) === 10,
+        'burst everywhere',
+      );
+      await cluster.converged('echo');
+      await new Promise((r) => setTimeout(r, 1000)); // let any echo show up
+    } finally {
+      await watch.close();
+      await watchB.close();
+    }
     // Atlas: at most one insert and one update per document (the device coalesces, never echoes back).
     for (let i = 0; i < 10; i++) {
       expect(atlasWrites.filter((w) => w.endsWith(`:e${i}`)).length).toBeLessThanOrEqual(2);

@@ -7,7 +7,6 @@ import type {
 } from '../../src/conflict/conflict-resolver.interface';
 import { waitFor } from '../support/mongo-harness';
 import { SyncCluster } from '../support/sync-cluster';
-import type { SyncDevice } from '../support/sync-device';
 
 const MINUTES = 60_000;
 const doc = (db: Db, id: string) => db.collection('orders').findOne({ _id: id as any });
@@ -17,20 +16,6 @@ const doc = (db: Db, id: string) => db.collection('orders').findOne({ _id: id as
  * pushed before it pulls: a local write racing the pull of a newer remote
  * state is a known limitation (README), not what these tests are about.
  */
-async function pushThenPull(device: SyncDevice): Promise<void> {
-  await device.sync.setEnabled(false);
-  await device.sync.start();
-  await waitFor(
-    async () => {
-      await device.sync.flush();
-      const health = await device.sync.checkBidirectionalHealth();
-      return health.localCapture.running && health.syncWorker.queueSize === 0;
-    },
-    { message: 'local edits pushed' },
-  );
-  await device.sync.setEnabled(true);
-}
-
 async function storedConflicts(cluster: SyncCluster, id: string) {
   const all = await Promise.all(
     cluster.devices.map((d) =>
@@ -49,8 +34,7 @@ describe('conflicts: last write wins on hybrid logical clocks', () => {
   );
   afterAll(() => cluster.stop());
 
-  // Skipped: flaky while a local write can race the pull of a newer remote state (issue #3 note, README known limitations).
-  it.skip('converges concurrent edits to the later write everywhere and records the conflict [skipped: capture-vs-pull race, see README known limitations]', async () => {
+  it('converges concurrent edits to the later write everywhere and records the conflict', async () => {
     const [a, b] = cluster.devices;
     await a.db.collection('orders').insertOne({ _id: 'lww' as any, status: 'new' });
     await cluster.everywhere(
@@ -71,7 +55,7 @@ describe('conflicts: last write wins on hybrid logical clocks', () => {
       async (db) => db === b.db || (await doc(db, 'lww'))?.status === 'from-a',
       'a reaches the others',
     );
-    await pushThenPull(b);
+    await b.sync.start(); // captures its offline edit before it pulls a's
     // b captured its edit last, so it wins, although b's clock is 5 minutes behind.
     await cluster.everywhere(
       async (db) => (await doc(db, 'lww'))?.status === 'from-b',
@@ -128,8 +112,11 @@ describe('conflicts: last write wins on hybrid logical clocks', () => {
     await Promise.all([a.sync.stop(), b.sync.stop()]);
     await a.db.collection('orders').deleteOne({ _id: 'del-first' as any });
     await b.db.collection('orders').updateOne({ _id: 'del-first' as any }, { $set: { n: 1 } });
-    await pushThenPull(a);
-    await pushThenPull(b);
+    await a.sync.start();
+    await waitFor(async () => !(await doc(cluster.atlas, 'del-first')), {
+      message: "a's delete on Atlas",
+    });
+    await b.sync.start(); // captures its offline edit before it pulls a's
     await cluster.everywhere(
       async (db) => (await doc(db, 'del-first'))?.n === 1,
       'later update resurrects everywhere',
@@ -139,8 +126,11 @@ describe('conflicts: last write wins on hybrid logical clocks', () => {
     await Promise.all([a.sync.stop(), b.sync.stop()]);
     await b.db.collection('orders').updateOne({ _id: 'upd-first' as any }, { $set: { n: 1 } });
     await a.db.collection('orders').deleteOne({ _id: 'upd-first' as any });
-    await pushThenPull(b);
-    await pushThenPull(a);
+    await b.sync.start();
+    await waitFor(async () => (await doc(cluster.atlas, 'upd-first'))?.n === 1, {
+      message: "b's update on Atlas",
+    });
+    await a.sync.start(); // captures its offline delete before it pulls b's update
     await cluster.everywhere(
       async (db) =>
         (await db.collection('orders').countDocuments({ _id: 'upd-first' as any })) === 0,
@@ -208,8 +198,7 @@ describe('conflicts: custom resolver', () => {
   );
   afterAll(() => cluster.stop());
 
-  // Skipped: flaky while a local write can race the pull of a newer remote state (issue #3 note, README known limitations).
-  it.skip('lets the host decide, and the decision wins on every replica [skipped: capture-vs-pull race, see README known limitations]', async () => {
+  it('lets the host decide, and the decision wins on every replica', async () => {
     const [a, b] = cluster.devices;
     await a.db.collection('orders').insertOne({ _id: 'cr' as any, price: 10 });
     await cluster.everywhere(
