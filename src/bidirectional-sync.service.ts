@@ -19,6 +19,9 @@ import { OutboxDrainerService } from './outbox/outbox-drainer.service';
 import { OutboxRepository } from './outbox/outbox.repository';
 import { LeaseService } from './lease/lease.service';
 
+/** How long start() waits for the local capture to catch up before returning anyway (ms). */
+const START_WAIT_FOR_CAPTURE_MS = 5000;
+
 export type HealthState = 'healthy' | 'degraded' | 'unhealthy';
 
 /** The specification's health shape, plus lag and ages. */
@@ -74,6 +77,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
   private starting?: Promise<void>;
   private startup?: Promise<void>;
   private captureCaughtUp: Promise<void> = Promise.resolve();
+  private listenerWaitsForCapture = false;
   private readonly unsubscribe: (() => void)[] = [];
   thresholds: HealthThresholds = {
     maxLagMs: 30_000,
@@ -156,10 +160,19 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     // Pull only once the capture has recorded every local write made before
     // this start (offline edits): otherwise an older remote state could be
     // applied over an edit the engine has not seen yet.
-    this.captureCaughtUp = this.capture.caughtUp();
+    this.listenerWaitsForCapture = true;
+    this.captureCaughtUp = this.capture.caughtUp().finally(() => {
+      this.listenerWaitsForCapture = false;
+    });
     void this.captureCaughtUp.then(() => this.startListenerIfWanted());
+    // Usually one poll; a long offline backlog is captured in the background
+    // (start() does not wait for it, the listener follows once it is done).
+    await Promise.race([
+      this.captureCaughtUp,
+      new Promise((resolve) => setTimeout(resolve, START_WAIT_FOR_CAPTURE_MS).unref()),
+    ]);
     this.logger.log(
-      `Sync started: Local → Atlas on, Atlas → Local ${this.enabled ? 'on once local capture has caught up' : 'off'}`,
+      `Sync started: Local → Atlas on, Atlas → Local ${this.enabled ? (this.listenerWaitsForCapture ? 'on once local capture has caught up' : 'on') : 'off'}`,
     );
   }
 
@@ -231,7 +244,10 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
       // Another process does the work; this one only has to be able to take over.
       if (lease.lastError) worsen('degraded', `lease: ${lease.lastError}`);
     } else if (this.enabled) {
-      if (!listener.running) worsen('unhealthy', 'Atlas listener is not running');
+      if (!listener.running && !this.listenerWaitsForCapture)
+        worsen('unhealthy', 'Atlas listener is not running');
+      else if (!listener.running)
+        worsen('degraded', 'Atlas listener waits for the local capture to catch up');
       else if (listener.consecutiveFailures >= this.config.maxReconnectAttempts)
         worsen(
           'unhealthy',

@@ -61,9 +61,11 @@ export class DestinationWatcher {
     };
     const key = e.documentKey?._id;
     if (e.ns?.coll === TOMBSTONES) {
-      const k = key as { c?: string; i?: unknown } | undefined;
-      if (k?.c === this.collection && typeof k.i === 'string' && !this.tracker.wasSeen(k.i))
-        this.tracker.seen(k.i, 'deleted', at);
+      // Tombstone keys are `<collection>\0<JSON of the id>` (see documentKeyOf).
+      const prefix = `${this.collection}\u0000`;
+      if (typeof key !== 'string' || !key.startsWith(prefix)) return;
+      const id: unknown = JSON.parse(key.slice(prefix.length));
+      if (typeof id === 'string' && !this.tracker.wasSeen(id)) this.tracker.seen(id, 'deleted', at);
       return;
     }
     if (typeof key !== 'string') return;

@@ -4,13 +4,20 @@ import type { AnyBulkWriteOperation, ChangeStreamDocument, Document } from 'mong
 import { SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { ChangeStreamTailer } from '../common/change-stream-tailer';
 import { maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
-import { readStamp, SyncStamp, topLevelFields, touchesStamp } from '../common/sync-stamp';
+import {
+  documentRef,
+  idKey,
+  readStamp,
+  SyncStamp,
+  topLevelFields,
+  touchesStamp,
+} from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { SyncErrorEvent, SyncEvents, SyncStateChangedEvent } from '../events/sync-events';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
-import { idKey, NewOutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
+import { NewOutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 
@@ -161,7 +168,7 @@ export class LocalChangeCaptureService {
           const v = this.origin.clock.tickAfter(tomb?._sync.v);
           const stamp: SyncStamp = { v, o: this.origin.instanceId };
           const t: Tombstone = {
-            _id: { c: collection, i: id },
+            ...documentRef(collection, id),
             _sync: stamp,
             deletedAt: new Date(),
             src: 'local',

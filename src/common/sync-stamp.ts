@@ -45,14 +45,41 @@ export function topLevelFields(paths: Iterable<string>): string[] {
   return [...new Set([...paths].map((p) => p.split('.')[0]))].filter((f) => f !== SYNC_STAMP_FIELD);
 }
 
-/** Key of a document across collections: used as `_id` of outbox and tombstone entries. */
-export interface DocumentKey {
+/**
+ * Where an outbox entry or tombstone points. Its `_id` is a string made of
+ * the collection and the document id, so every lookup is a plain `_id`
+ * index hit on any server (an embedded-document `_id` is not, on some);
+ * `c` and `i` keep the collection and the id itself, with its BSON type.
+ */
+export interface DocumentRef {
+  _id: string;
   c: string;
   i: unknown;
 }
 
-export function documentKey(collection: string, id: unknown): DocumentKey {
-  return { c: collection, i: id };
+export function documentRef(collection: string, id: unknown): DocumentRef {
+  return { _id: documentKeyOf(collection, id), c: collection, i: id };
+}
+
+/** The `_id` of a document's outbox entry and tombstone. */
+export function documentKeyOf(collection: string, id: unknown): string {
+  return `${collection}\u0000${idKey(id)}`;
+}
+
+/** A stable string key for a document id of any BSON type. */
+export function idKey(id: unknown): string {
+  return JSON.stringify(toComparable(id));
+}
+
+function toComparable(value: unknown): unknown {
+  if (value && typeof value === 'object') {
+    const v = value as { _bsontype?: string; toHexString?: () => string; toString: () => string };
+    if (v._bsontype) return { $t: v._bsontype, v: v.toHexString ? v.toHexString() : v.toString() };
+    if (value instanceof Date) return { $d: value.getTime() };
+    if (Array.isArray(value)) return value.map(toComparable);
+    return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, toComparable(x)]));
+  }
+  return value;
 }
 
 /**

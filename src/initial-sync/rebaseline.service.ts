@@ -7,11 +7,11 @@ import {
   SYNC_STAMP_FIELD,
 } from '../bidirectional-sync.constants';
 import { compareVersions } from '../common/hybrid-logical-clock';
-import { readStamp, SyncStamp } from '../common/sync-stamp';
+import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
-import { idKey, NewOutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
+import { NewOutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
 import {
   ChangeProcessorService,
@@ -159,11 +159,11 @@ export class RebaselineService {
     }
     const tombs = await this.stores.atlas
       .collection<Tombstone>(SYNC_COLLECTIONS.tombstones)
-      .find({ '_id.c': collection } as Document)
+      .find({ c: collection })
       .toArray();
     if (tombs.length) {
       await this.processor.applyChanges(
-        tombs.map((t) => ({ collection, id: t._id.i, operation: 'delete', stamp: t._sync })),
+        tombs.map((t) => ({ collection, id: t.i, operation: 'delete', stamp: t._sync })),
       );
     }
   }

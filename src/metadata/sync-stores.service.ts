@@ -69,12 +69,14 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
 
   /** Creates the module's Atlas indexes once Atlas answers (retried by callers on failure). */
   ensureAtlasIndexes(): Promise<void> {
-    this.atlasIndexesReady ??= this.atlas
-      .collection(SYNC_COLLECTIONS.tombstones)
-      .createIndex(
+    const tombstones = this.atlas.collection(SYNC_COLLECTIONS.tombstones);
+    this.atlasIndexesReady ??= Promise.all([
+      tombstones.createIndex(
         { deletedAt: 1 },
         { expireAfterSeconds: Math.round(this.config.tombstoneRetention / 1000) },
-      )
+      ),
+      tombstones.createIndex({ c: 1 }), // a re-baseline reads one collection's tombstones
+    ])
       .then(() => undefined)
       .catch((err) => {
         this.atlasIndexesReady = undefined;

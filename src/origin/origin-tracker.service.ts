@@ -6,7 +6,7 @@ import { HybridLogicalClock, SyncVersion } from '../common/hybrid-logical-clock'
 import { readStamp } from '../common/sync-stamp';
 import { SyncMetadataRepository } from '../metadata/sync-metadata.repository';
 import { SyncStoresService } from '../metadata/sync-stores.service';
-import { idKey } from '../outbox/outbox.repository';
+import { idKey } from '../common/sync-stamp';
 
 interface RecentChange {
   origin: 'local' | 'atlas';

@@ -5,7 +5,14 @@ import type { Document, MongoBulkWriteError } from 'mongodb';
 import { SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { backoffDelay } from '../common/change-stream-tailer';
 import { compareVersions, maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
-import { readStamp, stateUpdate, SyncStamp, withoutStamp } from '../common/sync-stamp';
+import {
+  documentRef,
+  idKey,
+  readStamp,
+  stateUpdate,
+  SyncStamp,
+  withoutStamp,
+} from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { ConflictResolverService } from '../conflict/conflict-resolver.service';
 import { mergeFieldLevel } from '../conflict/field-level-merge';
@@ -14,7 +21,7 @@ import { SyncChangeAppliedEvent, SyncErrorEvent, SyncEvents } from '../events/sy
 import { SyncStoresService } from '../metadata/sync-stores.service';
 import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
-import { idKey, OutboxEntry, OutboxRepository } from './outbox.repository';
+import { OutboxEntry, OutboxRepository } from './outbox.repository';
 import { TombstoneRepository } from './tombstone.repository';
 
 const DRAIN_JOB = 'bidirectional-sync:outbox-drain';
@@ -41,6 +48,8 @@ export interface DrainerStatus {
 export class OutboxDrainerService {
   private readonly logger = new Logger(OutboxDrainerService.name);
   private draining?: Promise<number>;
+  private drainAgain = false;
+  private stopSignal?: () => void;
   private readonly state: DrainerStatus = { running: false, consecutiveFailures: 0 };
 
   constructor(
@@ -66,9 +75,16 @@ export class OutboxDrainerService {
     this.addInterval(CLEANUP_JOB, this.config.originTrackingCleanupInterval, () =>
       this.conflicts.trim().catch((err) => this.logger.warn(`Conflict trim failed: ${err}`)),
     );
+    // New entries are pushed at once; the interval is the retry path (and the
+    // only one while Atlas is failing, so a burst of writes is not a burst of retries).
+    this.stopSignal = this.outbox.onEnqueued(() => {
+      if (this.state.consecutiveFailures === 0) this.drainScheduled();
+    });
   }
 
   async stop(): Promise<void> {
+    this.stopSignal?.();
+    this.stopSignal = undefined;
     for (const job of [DRAIN_JOB, CLEANUP_JOB]) {
       if (this.scheduler.doesExist('interval', job)) this.scheduler.deleteInterval(job);
     }
@@ -84,14 +100,23 @@ export class OutboxDrainerService {
   }
 
   private drainScheduled(): void {
-    // Runs never overlap: a slow push makes the next tick a no-op.
-    if (this.draining) return;
+    // Runs never overlap: a request during a run makes one more run after it.
+    if (this.draining) {
+      this.drainAgain = true;
+      return;
+    }
     this.drain().catch(() => undefined);
   }
 
   /** Pushes everything due, batch after batch; returns the number of entries handled. */
   drain(): Promise<number> {
-    this.draining ??= this.drainAll().finally(() => (this.draining = undefined));
+    this.draining ??= this.drainAll().finally(() => {
+      this.draining = undefined;
+      if (this.drainAgain && this.state.running) {
+        this.drainAgain = false;
+        this.drainScheduled();
+      }
+    });
     return this.draining;
   }
 
@@ -124,7 +149,7 @@ export class OutboxDrainerService {
   private async pushBatch(batch: OutboxEntry[]): Promise<number> {
     const started = Date.now();
     const byCollection = new Map<string, OutboxEntry[]>();
-    for (const e of batch) byCollection.set(e._id.c, [...(byCollection.get(e._id.c) ?? []), e]);
+    for (const e of batch) byCollection.set(e.c, [...(byCollection.get(e.c) ?? []), e]);
     const outcomes = new Map<OutboxEntry, PushOutcome>();
     for (const [collection, entries] of byCollection) {
       const result = await this.pushCollection(collection, entries);
@@ -144,7 +169,7 @@ export class OutboxDrainerService {
         );
         this.events.emit(
           SyncEvents.error,
-          new SyncErrorEvent('drainer', outcome.error, entry._id.c, entry._id.i),
+          new SyncErrorEvent('drainer', outcome.error, entry.c, entry.i),
         );
         continue;
       }
@@ -161,8 +186,8 @@ export class OutboxDrainerService {
           SyncEvents.changeApplied,
           new SyncChangeAppliedEvent(
             'localToAtlas',
-            entry._id.c,
-            entry._id.i,
+            entry.c,
+            entry.i,
             op,
             entry.v,
             readStamp(entry.doc)?.o ?? '',
@@ -185,7 +210,7 @@ export class OutboxDrainerService {
     entries: OutboxEntry[],
   ): Promise<Map<OutboxEntry, PushOutcome>> {
     const atlas = this.stores.atlas;
-    const ids = entries.map((e) => e._id.i);
+    const ids = entries.map((e) => e.i);
     const [docs, tombs] = await Promise.all([
       atlas
         .collection(collection)
@@ -199,7 +224,7 @@ export class OutboxDrainerService {
     const conflicts: Parameters<ConflictResolverService['logConflict']> = [];
 
     for (const entry of entries) {
-      const key = idKey(entry._id.i);
+      const key = idKey(entry.i);
       const atlasDoc = current.get(key);
       const atlasState: AtlasState = atlasDoc
         ? { exists: true, doc: atlasDoc, version: readStamp(atlasDoc)?.v }
@@ -212,7 +237,7 @@ export class OutboxDrainerService {
       if (plan.conflict)
         conflicts.push({
           collection,
-          documentId: entry._id.i,
+          documentId: entry.i,
           localVersion: entry.v,
           atlasVersion: atlasState.version,
           winner: plan.conflict,
@@ -231,7 +256,7 @@ export class OutboxDrainerService {
     await this.tombstones.upsert(
       atlas,
       deletes.map((w) => ({
-        _id: w.entry._id,
+        ...documentRef(collection, w.entry.i),
         _sync: { v: w.version, o: this.origin.instanceId },
         deletedAt: new Date(),
       })),
@@ -242,7 +267,7 @@ export class OutboxDrainerService {
         ? atlas.collection(collection).bulkWrite(
             upserts.map((w) => ({
               replaceOne: {
-                filter: exactly(w.entry._id.i, w.atlasState),
+                filter: exactly(w.entry.i, w.atlasState),
                 replacement: w.doc as Document,
                 upsert: true,
               },
@@ -259,9 +284,7 @@ export class OutboxDrainerService {
       else outcomes.set(w.entry, { error: redactMessage(failure.message) });
     });
     for (const w of deletes) {
-      const result = await atlas
-        .collection(collection)
-        .deleteOne(exactly(w.entry._id.i, w.atlasState));
+      const result = await atlas.collection(collection).deleteOne(exactly(w.entry.i, w.atlasState));
       outcomes.set(
         w.entry,
         result.deletedCount || !w.atlasState.exists
@@ -313,7 +336,7 @@ export class OutboxDrainerService {
       case 'custom': {
         const decision = await this.conflicts.resolveConflict({
           collection,
-          documentId: entry._id.i,
+          documentId: entry.i,
           local: {
             document: localDoc ? withoutStamp(localDoc) : null,
             version: entry.v,
@@ -327,7 +350,7 @@ export class OutboxDrainerService {
         });
         const chosen =
           'merged' in decision
-            ? { ...decision.merged, _id: entry._id.i }
+            ? { ...decision.merged, _id: entry.i }
             : decision.winner === 'local'
               ? localDoc
               : (atlas.doc ?? null);
@@ -341,7 +364,7 @@ export class OutboxDrainerService {
         const doc = chosen
           ? {
               ...withoutStamp(chosen),
-              _id: entry._id.i,
+              _id: entry.i,
               [SYNC_STAMP_FIELD]: { v: version, o: this.origin.instanceId },
             }
           : null;
@@ -362,7 +385,7 @@ export class OutboxDrainerService {
       // document yet, and a newer local edit is pushed (and resolved) on its own.
       const field = `${SYNC_STAMP_FIELD}.v`;
       const filter = {
-        _id: w.entry._id.i,
+        _id: w.entry.i,
         $or: [{ [field]: { $lte: w.entry.v } }, { [field]: { $exists: false } }],
       } as Document;
       if (w.doc) {
@@ -373,7 +396,7 @@ export class OutboxDrainerService {
       } else {
         await this.tombstones.upsert(local, [
           {
-            _id: w.entry._id,
+            ...documentRef(collection, w.entry.i),
             _sync: { v: w.version, o: this.origin.instanceId },
             deletedAt: new Date(),
             src: 'remote',
@@ -386,10 +409,10 @@ export class OutboxDrainerService {
 
   /** A local delete lost to a resolver's choice of the Atlas document: bring it back locally. */
   private async upsertLocalIfDeleted(collection: string, w: PlannedWrite): Promise<void> {
-    const tombs = await this.tombstones.find(this.stores.local, collection, [w.entry._id.i]);
-    if (tombs.get(idKey(w.entry._id.i))?._sync.v !== w.entry.v) return; // edited again since: that edit decides
+    const tombs = await this.tombstones.find(this.stores.local, collection, [w.entry.i]);
+    if (tombs.get(idKey(w.entry.i))?._sync.v !== w.entry.v) return; // edited again since: that edit decides
     await this.tombstones.remove(this.stores.local, collection, [
-      { id: w.entry._id.i, upTo: w.entry.v },
+      { id: w.entry.i, upTo: w.entry.v },
     ]);
     await this.stores.local
       .collection(collection)
@@ -409,16 +432,16 @@ export class OutboxDrainerService {
     const tombs = await this.tombstones.find(
       atlas,
       collection,
-      applied.map((w) => w.entry._id.i),
+      applied.map((w) => w.entry.i),
     );
     const undo = applied.filter(
-      (w) => compareVersions(tombs.get(idKey(w.entry._id.i))?._sync.v, w.version) > 0,
+      (w) => compareVersions(tombs.get(idKey(w.entry.i))?._sync.v, w.version) > 0,
     );
     if (!undo.length) return;
     await atlas.collection(collection).bulkWrite(
       undo.map((w) => ({
         deleteOne: {
-          filter: { _id: w.entry._id.i, [`${SYNC_STAMP_FIELD}.v`]: w.version } as Document,
+          filter: { _id: w.entry.i, [`${SYNC_STAMP_FIELD}.v`]: w.version } as Document,
         },
       })),
       { ordered: false },

@@ -2,12 +2,11 @@ import { Injectable } from '@nestjs/common';
 import type { AnyBulkWriteOperation, Collection, Document } from 'mongodb';
 import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import { compareVersions, SyncVersion } from '../common/hybrid-logical-clock';
-import { DocumentKey, documentKey } from '../common/sync-stamp';
+import { DocumentRef, documentKeyOf, idKey } from '../common/sync-stamp';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 
 /** One pending local change: the newest state of one document. */
-export interface OutboxEntry {
-  _id: DocumentKey;
+export interface OutboxEntry extends DocumentRef {
   op: 'upsert' | 'delete';
   /** Version of this state; the entry is replaced only by a newer one. */
   v: SyncVersion;
@@ -51,7 +50,15 @@ function nextSeq(): number {
  */
 @Injectable()
 export class OutboxRepository {
+  private readonly enqueueListeners = new Set<() => void>();
+
   constructor(private readonly stores: SyncStoresService) {}
+
+  /** Calls `listener` after each enqueue (the drainer pushes at once instead of waiting for its tick). */
+  onEnqueued(listener: () => void): () => void {
+    this.enqueueListeners.add(listener);
+    return () => this.enqueueListeners.delete(listener);
+  }
 
   get collection(): Collection<OutboxEntry> {
     return this.stores.local.collection<OutboxEntry>(SYNC_COLLECTIONS.outbox);
@@ -63,9 +70,11 @@ export class OutboxRepository {
     const now = new Date();
     const ops: AnyBulkWriteOperation<OutboxEntry>[] = entries.map((e) => ({
       updateOne: {
-        filter: { _id: documentKey(e.collection, e.id), v: { $lt: e.v } } as Document,
+        filter: { _id: documentKeyOf(e.collection, e.id), v: { $lt: e.v } } as Document,
         update: {
           $set: {
+            c: e.collection,
+            i: e.id,
             op: e.op,
             v: e.v,
             doc: e.doc,
@@ -82,6 +91,7 @@ export class OutboxRepository {
       },
     }));
     await this.collection.bulkWrite(ops, { ordered: false }).catch(ignoreDuplicateKeys);
+    for (const listener of this.enqueueListeners) listener();
   }
 
   /** The oldest entries due for a push. */
@@ -113,17 +123,17 @@ export class OutboxRepository {
   /** Pending versions of some documents of one collection (key: EJSON of the id). */
   async pendingFor(collection: string, ids: unknown[]): Promise<Map<string, OutboxEntry>> {
     const found = await this.collection
-      .find({ _id: { $in: ids.map((i) => documentKey(collection, i)) } } as Document)
+      .find({ _id: { $in: ids.map((i) => documentKeyOf(collection, i)) } })
       .toArray();
-    return new Map(found.map((e) => [idKey(e._id.i), e]));
+    return new Map(found.map((e) => [idKey(e.i), e]));
   }
 
   /** Drops a pending entry that a newer remote version superseded. */
   async dropIfNotNewer(collection: string, id: unknown, version: SyncVersion): Promise<void> {
     await this.collection.deleteOne({
-      _id: documentKey(collection, id),
+      _id: documentKeyOf(collection, id),
       v: { $lte: version },
-    } as Document);
+    });
   }
 
   count(): Promise<number> {
@@ -142,22 +152,6 @@ export class OutboxRepository {
   newer(a: OutboxEntry | undefined, v: SyncVersion): boolean {
     return !!a && compareVersions(a.v, v) > 0;
   }
-}
-
-/** A stable string key for a document id of any BSON type. */
-export function idKey(id: unknown): string {
-  return JSON.stringify(toComparable(id));
-}
-
-function toComparable(value: unknown): unknown {
-  if (value && typeof value === 'object') {
-    const v = value as { _bsontype?: string; toHexString?: () => string; toString: () => string };
-    if (v._bsontype) return { $t: v._bsontype, v: v.toHexString ? v.toHexString() : v.toString() };
-    if (value instanceof Date) return { $d: value.getTime() };
-    if (Array.isArray(value)) return value.map(toComparable);
-    return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, toComparable(x)]));
-  }
-  return value;
 }
 
 /** Unordered bulk writes whose only failures are duplicate keys (an upsert-if-newer that lost) are fine. */

@@ -2,8 +2,8 @@ import { Injectable } from '@nestjs/common';
 import type { Db, Document } from 'mongodb';
 import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import type { SyncVersion } from '../common/hybrid-logical-clock';
-import { DocumentKey, documentKey, SyncStamp } from '../common/sync-stamp';
-import { idKey, ignoreDuplicateKeys } from './outbox.repository';
+import { DocumentRef, documentKeyOf, idKey, SyncStamp } from '../common/sync-stamp';
+import { ignoreDuplicateKeys } from './outbox.repository';
 
 /**
  * The version of a deleted document, kept for `tombstoneRetention` so a stale
@@ -11,8 +11,7 @@ import { idKey, ignoreDuplicateKeys } from './outbox.repository';
  * (local side only) says whether the sync engine (`remote`) or the host
  * (`local`) deleted it.
  */
-export interface Tombstone {
-  _id: DocumentKey;
+export interface Tombstone extends DocumentRef {
   _sync: SyncStamp;
   deletedAt: Date;
   src?: 'local' | 'remote';
@@ -25,9 +24,9 @@ export class TombstoneRepository {
     if (!ids.length) return new Map();
     const found = await db
       .collection<Tombstone>(SYNC_COLLECTIONS.tombstones)
-      .find({ _id: { $in: ids.map((i) => documentKey(collection, i)) } } as Document)
+      .find({ _id: { $in: ids.map((i) => documentKeyOf(collection, i)) } })
       .toArray();
-    return new Map(found.map((t) => [idKey(t._id.i), t]));
+    return new Map(found.map((t) => [idKey(t.i), t]));
   }
 
   /** Writes tombstones, each only over an older one. */
@@ -40,7 +39,13 @@ export class TombstoneRepository {
           updateOne: {
             filter: { _id: t._id, '_sync.v': { $lt: t._sync.v } } as Document,
             update: {
-              $set: { _sync: t._sync, deletedAt: t.deletedAt, ...(t.src ? { src: t.src } : {}) },
+              $set: {
+                c: t.c,
+                i: t.i,
+                _sync: t._sync,
+                deletedAt: t.deletedAt,
+                ...(t.src ? { src: t.src } : {}),
+              },
             },
             upsert: true,
           },
@@ -60,7 +65,7 @@ export class TombstoneRepository {
     await db.collection(SYNC_COLLECTIONS.tombstones).bulkWrite(
       entries.map((e) => ({
         deleteOne: {
-          filter: { _id: documentKey(collection, e.id), '_sync.v': { $lte: e.upTo } } as Document,
+          filter: { _id: documentKeyOf(collection, e.id), '_sync.v': { $lte: e.upTo } } as Document,
         },
       })),
       { ordered: false },

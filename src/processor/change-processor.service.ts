@@ -16,7 +16,14 @@ import {
   parseVersion,
   SyncVersion,
 } from '../common/hybrid-logical-clock';
-import { readStamp, SyncStamp, touchesStamp, withoutStamp } from '../common/sync-stamp';
+import {
+  documentRef,
+  idKey,
+  readStamp,
+  SyncStamp,
+  touchesStamp,
+  withoutStamp,
+} from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { ConflictResolverService } from '../conflict/conflict-resolver.service';
 import { mergeFieldLevel } from '../conflict/field-level-merge';
@@ -30,7 +37,7 @@ import {
 import { SyncStoresService } from '../metadata/sync-stores.service';
 import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
-import { idKey, OutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
+import { OutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
 
 /** A document state (or deletion) arriving from Atlas, with its version. */
@@ -149,8 +156,8 @@ export class ChangeProcessorService {
     if (ns.coll === SYNC_COLLECTIONS.tombstones) {
       if (op === 'delete' || !doc) return 'skip'; // tombstone expiry
       const stamp = readStamp(doc);
-      const target = doc._id as { c?: string; i?: unknown };
-      if (!stamp || typeof target?.c !== 'string')
+      const target = doc as { c?: string; i?: unknown };
+      if (!stamp || typeof target.c !== 'string' || !('i' in target))
         throw new InvalidChangeError('malformed tombstone');
       if (stamp.o === this.origin.instanceId || !this.config.pullsCollection(target.c))
         return 'skip';
@@ -256,7 +263,7 @@ export class ChangeProcessorService {
         const derived = versionFromClusterTime((c as { clusterTime?: Timestamp }).clusterTime);
         const v = unpushed ? derived : maxVersion(derived, successor(lastSeen))!;
         tombstones.push({
-          _id: { c: collection, i: c.documentKey._id },
+          ...documentRef(collection, c.documentKey._id),
           _sync: { v, o: ATLAS_ORIGIN },
           deletedAt: new Date(),
         });
@@ -471,7 +478,7 @@ export class ChangeProcessorService {
     // The tombstone comes first: the local capture recognises the delete as ours by it.
     await this.tombstones.upsert(this.stores.local, [
       {
-        _id: { c: change.collection, i: change.id },
+        ...documentRef(change.collection, change.id),
         _sync: change.stamp,
         deletedAt: new Date(),
         src: 'remote',

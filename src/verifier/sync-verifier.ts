@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Db, Document } from 'mongodb';
 import { SYNC_COLLECTION_PREFIX, SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import { compareVersions } from '../common/hybrid-logical-clock';
-import { readStamp } from '../common/sync-stamp';
+import { documentKeyOf, readStamp } from '../common/sync-stamp';
 import { DEFAULT_EXCLUDED_COLLECTIONS, ResolvedSyncConfig } from '../config/sync-config';
 import {
   COMPARISON_RULES,
@@ -487,13 +487,11 @@ export class SyncVerifier {
   ): Promise<Map<string, { op: string; v: string }>> {
     const entries = await this.local
       .collection(SYNC_COLLECTIONS.outbox)
-      .find({ _id: { $in: ids.map((i) => ({ c: name, i })) } } as Document, {
-        projection: { op: 1, v: 1 },
+      .find({ _id: { $in: ids.map((i) => documentKeyOf(name, i)) } } as Document, {
+        projection: { i: 1, op: 1, v: 1 },
       })
       .toArray();
-    return new Map(
-      entries.map((e) => [idKeyOf((e._id as unknown as { i: unknown }).i), { op: e.op, v: e.v }]),
-    );
+    return new Map(entries.map((e) => [idKeyOf(e.i), { op: e.op, v: e.v }]));
   }
 
   /**

@@ -5,6 +5,7 @@ import type {
   ConflictResolution,
   SyncConflictResolver,
 } from '../../src/conflict/conflict-resolver.interface';
+import { documentKeyOf } from '../../src/common/sync-stamp';
 import { waitFor } from '../support/mongo-harness';
 import { SyncCluster } from '../support/sync-cluster';
 
@@ -138,7 +139,7 @@ describe('conflicts: last write wins on hybrid logical clocks', () => {
     );
     const tomb = await cluster.atlas
       .collection('_sync_tombstones')
-      .findOne({ _id: { c: 'orders', i: 'upd-first' } as any });
+      .findOne({ _id: documentKeyOf('orders', 'upd-first') as any });
     expect(tomb?._sync.o).toBe('device-a');
   });
 });

@@ -1,5 +1,6 @@
 import { Binary, Db, Double, Int32, Long, MongoClient, ObjectId } from 'mongodb';
 import { formatVersion } from '../../src/common/hybrid-logical-clock';
+import { documentRef } from '../../src/common/sync-stamp';
 import { SyncMismatch, SyncVerifier, SyncVerifierOptions } from '../../src/verifier/sync-verifier';
 import { formatVerificationReport } from '../../src/verifier/verify-report';
 import { runScript } from '../support/cli-runner';
@@ -119,7 +120,7 @@ describe('SyncVerifier (local vs Atlas on two servers)', () => {
       .collection('items')
       .updateOne({ _id: 4 } as never, { $set: { name: 'edited', _sync: stamp(T0 + 9) } });
     await local.collection('_sync_outbox').insertOne({
-      _id: { c: 'items', i: 4 },
+      ...documentRef('items', 4),
       op: 'upsert',
       v: stamp(T0 + 9).v,
     } as never);
@@ -227,7 +228,7 @@ describe('SyncVerifier (local vs Atlas on two servers)', () => {
   });
 
   it('waitForOutbox returns once the outbox is empty', async () => {
-    await local.collection('_sync_outbox').insertOne({ _id: { c: 'x', i: 1 } } as never);
+    await local.collection('_sync_outbox').insertOne(documentRef('x', 1) as never);
     const verifier = new SyncVerifier({ local, atlas });
     expect(await verifier.waitForOutbox(100, 20)).toBe(1);
     setTimeout(() => void local.collection('_sync_outbox').deleteMany({}), 100);
