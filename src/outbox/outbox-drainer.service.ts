@@ -226,9 +226,13 @@ export class OutboxDrainerService {
     for (const entry of entries) {
       const key = idKey(entry.i);
       const atlasDoc = current.get(key);
-      const atlasState: AtlasState = atlasDoc
-        ? { exists: true, doc: atlasDoc, version: readStamp(atlasDoc)?.v }
-        : { exists: false, version: tombs.get(key)?._sync.v };
+      const atlasStamp = atlasDoc ? readStamp(atlasDoc) : tombs.get(key)?._sync;
+      const atlasState: AtlasState = {
+        exists: !!atlasDoc,
+        doc: atlasDoc,
+        version: atlasStamp?.v,
+        origin: atlasStamp?.o,
+      };
       if (atlasState.version === entry.v) {
         outcomes.set(entry, 'applied'); // pushed before (a crash between push and acknowledge)
         continue;
@@ -307,7 +311,15 @@ export class OutboxDrainerService {
     // Fast-forward: Atlas still holds the state this edit was made on. A local
     // delete does not know its base (no pre-image): plain last write wins.
     const unknownBase = entry.op === 'delete' && base === undefined;
-    if (atlas.version === base || (!atlas.exists && atlas.version === undefined) || unknownBase) {
+    // A host `replace` drops the stamp, so the base is unknown too; when Atlas
+    // holds a state this instance wrote, no other writer came in between.
+    const ownStateOnAtlas = base === undefined && atlas.origin === this.origin.instanceId;
+    if (
+      atlas.version === base ||
+      (!atlas.exists && atlas.version === undefined) ||
+      unknownBase ||
+      ownStateOnAtlas
+    ) {
       return compareVersions(entry.v, atlas.version) > 0
         ? ours
         : { kind: 'skip', conflict: unknownBase ? undefined : 'atlas' };
@@ -453,7 +465,9 @@ export class OutboxDrainerService {
 interface AtlasState {
   exists: boolean;
   doc?: Document;
+  /** Version and origin of the document, or of its tombstone. */
   version?: SyncVersion;
+  origin?: string;
 }
 
 type Plan =

@@ -25,6 +25,7 @@ import {
   withoutStamp,
 } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
+import { LocalChangeCaptureService } from '../capture/local-change-capture.service';
 import { ConflictResolverService } from '../conflict/conflict-resolver.service';
 import { mergeFieldLevel } from '../conflict/field-level-merge';
 import { InvalidChangeError, redactMessage } from '../errors/sync.errors';
@@ -88,6 +89,7 @@ export class ChangeProcessorService {
     private readonly conflicts: ConflictResolverService,
     private readonly monitor: MonitorService,
     private readonly events: EventEmitter2,
+    private readonly capture: LocalChangeCaptureService,
   ) {}
 
   /** Main entry point for one Atlas change event. */
@@ -100,18 +102,27 @@ export class ChangeProcessorService {
     const incoming: IncomingChange[] = [];
     const directWrites: ChangeStreamDocument[] = [];
     const plainDeletes: ChangeStreamDocument[] = [];
+    // Versions this batch delivers before each direct write: the write came after them.
+    const seenBefore = new Map<ChangeStreamDocument, SyncVersion | undefined>();
+    const newestSeen = new Map<string, SyncVersion>();
     for (const change of changes) {
       try {
         const kind = this.classify(change);
         if (kind === 'skip') continue;
-        if (kind === 'direct') directWrites.push(change);
-        else if (kind === 'plain-delete') plainDeletes.push(change);
-        else incoming.push(kind);
+        if (kind === 'direct') {
+          directWrites.push(change);
+          seenBefore.set(change, newestSeen.get(eventKey(change)));
+        } else if (kind === 'plain-delete') plainDeletes.push(change);
+        else {
+          incoming.push(kind);
+          const key = `${kind.collection}\u0000${idKey(kind.id)}`;
+          newestSeen.set(key, maxVersion(newestSeen.get(key), kind.stamp.v)!);
+        }
       } catch (err) {
         await this.deadLetter(change, err);
       }
     }
-    await this.adoptDirectWrites(directWrites);
+    await this.adoptDirectWrites(directWrites, seenBefore);
     await this.recordDirectDeletes(plainDeletes);
     await this.applyChanges(incoming);
   }
@@ -191,13 +202,18 @@ export class ChangeProcessorService {
   }
 
   /**
-   * A write made on Atlas without the module carries no new version. Every
-   * device derives the same version from the event's cluster time (and after
-   * the document's previous stamp), and stamps it on Atlas with a
-   * compare-and-set: the first device's write wins, the rest match nothing,
-   * and all devices then apply the stamped state like any other.
+   * A write made on Atlas without the module carries no new version. It gets
+   * one derived from the event's cluster time, and newer than every version
+   * of the document the device has seen (its stamp before the write, which a
+   * replace removes, is what the device applied from the events before it),
+   * stamped on Atlas with a compare-and-set: the first device's write wins,
+   * the rest match nothing, and all devices then apply the stamped state
+   * like any other.
    */
-  private async adoptDirectWrites(changes: ChangeStreamDocument[]): Promise<void> {
+  private async adoptDirectWrites(
+    changes: ChangeStreamDocument[],
+    seenBefore: Map<ChangeStreamDocument, SyncVersion | undefined>,
+  ): Promise<void> {
     for (const change of changes) {
       const c = change as ChangeStreamDocument & {
         ns: { coll: string };
@@ -208,11 +224,19 @@ export class ChangeProcessorService {
       const previous = readStamp(c.fullDocument);
       const derived = versionFromClusterTime(c.clusterTime);
       if (previous?.o === ATLAS_ORIGIN && compareVersions(previous.v, derived) >= 0) continue; // adopted already
-      const tombs = await this.tombstones.find(this.stores.atlas, c.ns.coll, [c.documentKey._id]);
+      const [tombs, local, pending] = await Promise.all([
+        this.tombstones.find(this.stores.atlas, c.ns.coll, [c.documentKey._id]),
+        this.findLocal(c.ns.coll, [c.documentKey._id]),
+        this.outbox.pendingFor(c.ns.coll, [c.documentKey._id]),
+      ]);
+      const key = idKey(c.documentKey._id);
+      const lastSeen = lastAtlasVersionSeen(pending.get(key), local.get(key));
       const v = maxVersion(
         derived,
         successor(previous?.v),
-        successor(tombs.get(idKey(c.documentKey._id))?._sync.v),
+        successor(tombs.get(key)?._sync.v),
+        successor(lastSeen),
+        successor(seenBefore.get(change)),
       )!;
       await this.stores.atlas.collection(c.ns.coll).updateOne(
         {
@@ -252,9 +276,8 @@ export class ChangeProcessorService {
         const key = idKey(c.documentKey._id);
         // Written again since the delete: the newer state's own events decide.
         if (recreated.has(key)) continue;
-        // The last Atlas state this device knows (its own unpushed edit does not count).
         const unpushed = pending.get(key);
-        const lastSeen = unpushed ? (unpushed.base ?? undefined) : readStamp(local.get(key))?.v;
+        const lastSeen = lastAtlasVersionSeen(unpushed, local.get(key));
         // A device's delete wrote a tombstone at least that new: its tombstone
         // event does the work. An older tombstone is from an earlier life of
         // the document, so this delete was made on Atlas directly.
@@ -282,6 +305,10 @@ export class ChangeProcessorService {
 
   /** Applies incoming states (newest per document), reading local state in bulk. */
   async applyChanges(changes: IncomingChange[]): Promise<void> {
+    // A host write the capture has not recorded yet is invisible in the local
+    // state (its stamp is still the old one): applying over it would lose it.
+    // So the capture first records every local write made before this batch.
+    await this.capture.caughtUp();
     for (const [collection, list] of groupBy(changes, (c) => c.collection)) {
       // State-based: within a batch only the newest state of each document matters.
       const newest = new Map<string, IncomingChange>();
@@ -624,6 +651,19 @@ function sameState(
 }
 
 /** The deterministic version of a write made on Atlas without the module. */
+/** The last Atlas state a device knows of a document (its own unpushed edit is not one). */
+function lastAtlasVersionSeen(
+  unpushed: OutboxEntry | undefined,
+  local: Document | undefined,
+): SyncVersion | undefined {
+  return unpushed ? (unpushed.base ?? undefined) : readStamp(local)?.v;
+}
+
+function eventKey(change: ChangeStreamDocument): string {
+  const c = change as { ns?: { coll?: string }; documentKey?: { _id?: unknown } };
+  return `${c.ns?.coll}\u0000${idKey(c.documentKey?._id)}`;
+}
+
 export function versionFromClusterTime(clusterTime: Timestamp | undefined): SyncVersion {
   const seconds = clusterTime ? clusterTime.high : Math.floor(Date.now() / 1000);
   const increment = clusterTime ? clusterTime.low : 0;

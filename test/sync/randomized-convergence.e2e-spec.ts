@@ -1,19 +1,8 @@
 import type { Db } from 'mongodb';
+import { prng, seedFrom } from '../support/prng';
 import { SyncCluster } from '../support/sync-cluster';
 
-/** Small seeded PRNG (mulberry32): the same seed replays the same run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const SEED = Number(process.env.SYNC_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = seedFrom('SYNC_TEST_SEED');
 const OPERATIONS = Number(process.env.SYNC_TEST_OPERATIONS ?? 240);
 const IDS = 16;
 

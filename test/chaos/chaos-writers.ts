@@ -1,0 +1,132 @@
+import type { Collection, Document } from 'mongodb';
+
+/** One write a writer attempted, in the writer's own order. */
+export interface LoggedWrite {
+  writer: string;
+  key: string;
+  seq: number;
+  op: 'set' | 'delete';
+  /** false: the server did not acknowledge it (it may or may not have happened). */
+  acknowledged: boolean;
+}
+
+/** What a document's final state may be: a writer's `seq`, or `absent`. */
+type Outcome = number | 'absent';
+
+/**
+ * A random writer on one database (a device's local MongoDB, or Atlas
+ * written without the module). Each document it writes names the writer and
+ * the write's sequence number, so the oracle can tell which write a final
+ * state comes from. Keys are either owned (only this writer touches them)
+ * or shared by every writer.
+ */
+export class ChaosWriter {
+  readonly log: LoggedWrite[] = [];
+  private seq = 0;
+  private running = false;
+  private loop?: Promise<void>;
+  paused = false;
+
+  constructor(
+    readonly name: string,
+    private readonly collection: () => Collection<Document>,
+    private readonly random: () => number,
+    private readonly keys: { owned: number; shared: number },
+    private readonly intervalMs: number,
+    private readonly deleteShare = 0.15,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      if (!this.paused) await this.writeOnce();
+      await new Promise((r) => setTimeout(r, this.intervalMs * (0.5 + this.random())));
+    }
+  }
+
+  private async writeOnce(): Promise<void> {
+    const shared = this.random() < 0.3;
+    const key = shared
+      ? `shared-${Math.floor(this.random() * this.keys.shared)}`
+      : `${this.name}-${Math.floor(this.random() * this.keys.owned)}`;
+    const seq = ++this.seq;
+    const op: LoggedWrite['op'] = this.random() < this.deleteShare ? 'delete' : 'set';
+    const entry: LoggedWrite = { writer: this.name, key, seq, op, acknowledged: false };
+    this.log.push(entry);
+    const content = {
+      writer: this.name,
+      seq,
+      payload: 'x'.repeat(Math.floor(this.random() * 200)),
+    };
+    try {
+      if (op === 'delete') await this.collection().deleteOne({ _id: key as never });
+      else if (this.random() < 0.5)
+        await this.collection().replaceOne({ _id: key as never }, content, { upsert: true });
+      else
+        await this.collection().updateOne(
+          { _id: key as never },
+          { $set: content },
+          { upsert: true },
+        );
+      entry.acknowledged = true;
+    } catch {
+      // Not acknowledged (server down, connection cut): the oracle treats it as maybe-applied.
+    }
+  }
+}
+
+/**
+ * Checks final states against the writers' logs. For each key and writer,
+ * the possible contributions are its last acknowledged write and any
+ * unacknowledged write after it. A key only one writer touched must end in
+ * one of that writer's possible contributions (nothing it acknowledged last
+ * may be lost); a shared key must end in one of any writer's (last write
+ * wins picks one of them, never an overwritten older state).
+ */
+export function checkOracle(
+  writers: ChaosWriter[],
+  finalDocs: Map<string, Document>,
+): { checked: number; violations: string[] } {
+  const possible = new Map<string, Map<string, Outcome[]>>();
+  for (const writer of writers) {
+    const byKey = new Map<string, LoggedWrite[]>();
+    for (const w of writer.log) byKey.set(w.key, [...(byKey.get(w.key) ?? []), w]);
+    for (const [key, writes] of byKey) {
+      let lastAck = -1;
+      writes.forEach((w, i) => w.acknowledged && (lastAck = i));
+      const outcomes = writes
+        .slice(Math.max(0, lastAck))
+        .filter((w, i) => i === 0 || !w.acknowledged)
+        .map((w): Outcome => (w.op === 'delete' ? 'absent' : w.seq));
+      // Nothing acknowledged: the key may also never have been written by this writer.
+      if (lastAck < 0) outcomes.push('absent');
+      const perWriter = possible.get(key) ?? new Map<string, Outcome[]>();
+      perWriter.set(writer.name, outcomes);
+      possible.set(key, perWriter);
+    }
+  }
+  const violations: string[] = [];
+  for (const [key, perWriter] of possible) {
+    const doc = finalDocs.get(key);
+    const actual = doc ? `${doc.writer}:${doc.seq}` : 'absent';
+    const allowed = [...perWriter].flatMap(([writer, outcomes]) =>
+      outcomes.map((o) => (o === 'absent' ? 'absent' : `${writer}:${o}`)),
+    );
+    if (!allowed.includes(actual))
+      violations.push(
+        `${key}: final ${actual}, expected one of ${[...new Set(allowed)].join(', ')}`,
+      );
+  }
+  for (const key of finalDocs.keys())
+    if (!possible.has(key)) violations.push(`${key}: present but never written`);
+  return { checked: possible.size, violations };
+}

@@ -1,0 +1,280 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Document, MongoClient } from 'mongodb';
+import { SyncVerifier } from '../../src/verifier/sync-verifier';
+import { ROOT } from '../support/cli-runner';
+import {
+  MongoHarness,
+  TestMongoServer,
+  usingExternalServers,
+  waitFor,
+} from '../support/mongo-harness';
+import { prng, seedFrom } from '../support/prng';
+import { TcpProxy } from '../support/tcp-proxy';
+import { ChaosWriter, checkOracle } from './chaos-writers';
+import { SyncProcess } from './sync-process';
+
+/**
+ * The chaos suite (issue 5): three devices, each a real sync service process
+ * (`node dist/main.js`) reaching Atlas through its own loopback proxy, random
+ * writers on every device and on Atlas (without the module), and faults
+ * injected while they write: kill -9 of sync processes, Atlas stopped and
+ * restarted, connections cut, a device offline long enough for Atlas's
+ * oplog to drop its resume point. After the faults stop and writers are
+ * done, every device must verify identical to Atlas and the writers' own
+ * log must confirm that no write that should have won was lost.
+ *
+ * Short by default (CI). `npm run test:chaos` runs it longer; the seed is
+ * printed and `SYNC_CHAOS_SEED` replays a run's schedule of writes and faults
+ * (timing still varies).
+ */
+const SEED = seedFrom('SYNC_CHAOS_SEED');
+const DURATION_MS = Number(process.env.SYNC_CHAOS_DURATION_MS ?? 40_000);
+const DEVICES = 3;
+/** Atlas's oplog keeps this much history; the long-offline fault outlasts it. */
+const OPLOG_RETENTION_S = 10;
+const DB = 'chaos';
+const COLLECTION = 'items';
+
+type Fault = 'kill' | 'atlas-restart' | 'cut' | 'block' | 'history-loss';
+
+(usingExternalServers ? describe.skip : describe)(
+  `chaos (seed ${SEED}; replay with SYNC_CHAOS_SEED=${SEED}) [skipped with SYNC_TEST_MONGODB_URIS: needs server control]`,
+  () => {
+    const harness = new MongoHarness();
+    let workDir: string;
+    let atlasServer: TestMongoServer;
+    let localServers: TestMongoServer[];
+    let atlas: MongoClient;
+    const locals: MongoClient[] = [];
+    const proxies: TcpProxy[] = [];
+    const processes: SyncProcess[] = [];
+    const writers: ChaosWriter[] = [];
+    const faults: string[] = [];
+
+    beforeAll(async () => {
+      const build = spawnSync(process.execPath, ['scripts/ensure-build.js'], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 180_000,
+      });
+      if (build.status !== 0) throw new Error(`build failed: ${build.stdout}\n${build.stderr}`);
+      workDir = mkdtempSync(join(tmpdir(), 'sync-chaos-'));
+      [atlasServer] = await harness.start(1, {
+        name: 'chaos-atlas',
+        storage: 'disk',
+        oplogRetentionSeconds: OPLOG_RETENTION_S,
+      });
+      localServers = await harness.start(DEVICES, { name: 'chaos-local' });
+      atlas = await MongoClient.connect(atlasServer.uri, { serverSelectionTimeoutMS: 2000 });
+      for (const server of localServers) locals.push(await harness.client(server));
+      for (let i = 0; i < DEVICES; i++) {
+        const proxy = await TcpProxy.start(atlasServer.embedded!.port);
+        proxies.push(proxy);
+        processes.push(
+          new SyncProcess({
+            name: `device-${i}`,
+            workDir,
+            env: {
+              LOCAL_MONGODB_URI: localServers[i].uri,
+              LOCAL_DB_NAME: DB,
+              ATLAS_MONGODB_URI: proxy.uri,
+              ATLAS_DB_NAME: DB,
+              SYNC_INSTANCE_ID: `device-${i}`,
+              BIDIRECTIONAL_SYNC_ENABLED: 'true',
+              SYNC_OUTBOX_DRAIN_INTERVAL: '100',
+              CHANGE_STREAM_RECONNECT_INTERVAL: '200',
+              CHANGE_STREAM_MAX_RECONNECT_INTERVAL: '2000',
+              SYNC_LEASE_TTL: '2000',
+              SYNC_LEASE_RENEW_INTERVAL: '500',
+            },
+          }),
+        );
+      }
+      await Promise.all(processes.map((p) => p.start()));
+    }, 300_000);
+
+    afterAll(async () => {
+      await Promise.all(writers.map((w) => w.stop()));
+      await Promise.all(processes.map((p) => p.close()));
+      await Promise.all(proxies.map((p) => p.close()));
+      await atlas?.close(true).catch(() => undefined);
+      await harness.stopAll();
+      if (workDir && process.env.SYNC_CHAOS_KEEP_LOGS) console.log(`chaos logs kept in ${workDir}`);
+      else if (workDir) rmSync(workDir, { recursive: true, force: true });
+    }, 120_000);
+
+    it(
+      'ends with every device identical to Atlas and no acknowledged winning write lost',
+      async () => {
+        console.log(
+          `chaos seed: ${SEED}, duration ${DURATION_MS} ms (replay: SYNC_CHAOS_SEED=${SEED} SYNC_CHAOS_DURATION_MS=${DURATION_MS} npx jest test/chaos)`,
+        );
+        const random = prng(SEED);
+        const keys = { owned: 12, shared: 10 };
+        locals.forEach((client, i) =>
+          writers.push(
+            new ChaosWriter(
+              `w${i}`,
+              () => client.db(DB).collection(COLLECTION),
+              prng(SEED + i + 1),
+              keys,
+              60,
+            ),
+          ),
+        );
+        writers.push(
+          new ChaosWriter(
+            'atlas',
+            () => atlas.db(DB).collection(COLLECTION),
+            prng(SEED + 99),
+            keys,
+            120,
+            0.1,
+          ),
+        );
+        writers.forEach((w) => w.start());
+
+        const started = Date.now();
+        let historyLossDone = false;
+        while (Date.now() - started < DURATION_MS) {
+          await sleep(1500 + random() * 2500);
+          // One long offline period that outlasts the oplog, once the run is under way.
+          const fault: Fault =
+            !historyLossDone && Date.now() - started > DURATION_MS / 3
+              ? 'history-loss'
+              : pick(random, ['kill', 'kill', 'atlas-restart', 'cut', 'block']);
+          const device = Math.floor(random() * DEVICES);
+          await inject(fault, device, random);
+          if (fault === 'history-loss') historyLossDone = true;
+        }
+
+        // Heal: every process up, every connection allowed, writers done.
+        proxies.forEach((p) => p.unblock());
+        await Promise.all(processes.map((p) => p.start()));
+        await Promise.all(writers.map((w) => w.stop()));
+        const writes = writers.map((w) => `${w.name} ${w.log.length}`).join(', ');
+        console.log(`chaos faults (${faults.length}): ${faults.join('; ')}\nwrites: ${writes}`);
+
+        // Quiesce: every device's outbox empty and its data identical to Atlas.
+        const quiesceStarted = Date.now();
+        let last = '';
+        try {
+          await waitFor(
+            async () => {
+              const reports = await Promise.all(
+                locals.map((client) =>
+                  new SyncVerifier({ local: client.db(DB), atlas: atlas.db(DB) }).verify(),
+                ),
+              );
+              last = reports
+                .map(
+                  (r, i) =>
+                    `device-${i}: ${r.mismatches.length} mismatches, ${r.pending.length} pending, outbox ${r.outboxSize}` +
+                    r.mismatches
+                      .slice(0, 5)
+                      .map((m) => `\n    ${m.kind} ${m.collection} ${JSON.stringify(m.id)}`)
+                      .join(''),
+                )
+                .join('\n');
+              return reports.every(
+                (r) => !r.mismatches.length && !r.pending.length && !r.outboxSize,
+              );
+            },
+            { timeoutMs: 120_000, intervalMs: 1000, message: 'every device identical to Atlas' },
+          );
+        } catch (err) {
+          for (const p of processes) console.log(`--- ${p.name} log tail:\n${p.tail(60)}`);
+          throw new Error(`${(err as Error).message}\n${last}\n${await explain(last)}`);
+        }
+        console.log(`chaos quiesced in ${Date.now() - quiesceStarted} ms`);
+
+        // The oracle: Atlas's final state against the writers' logs.
+        const finalDocs = new Map<string, Document>(
+          (await atlas.db(DB).collection(COLLECTION).find().toArray()).map((d) => [
+            String(d._id),
+            d,
+          ]),
+        );
+        const { checked, violations } = checkOracle(writers, finalDocs);
+        console.log(`oracle: ${checked} keys checked, ${violations.length} violations`);
+        expect(violations).toEqual([]);
+        expect(checked).toBeGreaterThan(20);
+        // The faults really happened and were recovered from.
+        expect(processes.reduce((n, p) => n + p.kills, 0)).toBeGreaterThan(0);
+        expect(faults.some((f) => f.startsWith('history-loss'))).toBe(true);
+        const rebaselined = await Promise.all(processes.map((p) => p.health()));
+        expect(rebaselined.some((h) => h?.rebaseline?.reason)).toBe(true);
+      },
+      DURATION_MS + 400_000,
+    );
+
+    /** Every replica's copy and tombstone of the documents a failed verification names. */
+    async function explain(report: string): Promise<string> {
+      const ids = [...new Set([...report.matchAll(/ items "([^"]+)"/g)].map((m) => m[1]))];
+      const lines: string[] = [];
+      const dbs = [
+        ['atlas', atlas.db(DB)] as const,
+        ...locals.map((c, i) => [`device-${i}`, c.db(DB)] as const),
+      ];
+      for (const id of ids) {
+        for (const [name, db] of dbs) {
+          const doc = await db.collection(COLLECTION).findOne({ _id: id as never });
+          const tomb = await db.collection('_sync_tombstones').findOne({ i: id, c: COLLECTION });
+          const state = doc ? `${doc.writer}:${doc.seq} ${JSON.stringify(doc._sync)}` : 'absent';
+          const tombstone = tomb ? `${JSON.stringify(tomb._sync)} ${tomb.src ?? ''}` : 'none';
+          lines.push(`${id} @ ${name}: ${state}; tombstone ${tombstone}`);
+        }
+        const history = writers.flatMap((w) => w.log.filter((l) => l.key === id).slice(-4));
+        const described = history.map(
+          (h) => `${h.writer}:${h.seq} ${h.op}${h.acknowledged ? '' : ' (unacknowledged)'}`,
+        );
+        lines.push(`  last writes: ${described.join(', ')}`);
+      }
+      return lines.join('\n');
+    }
+
+    async function inject(fault: Fault, device: number, random: () => number): Promise<void> {
+      const p = processes[device];
+      const t = Date.now();
+      switch (fault) {
+        case 'kill':
+          await p.kill9();
+          await sleep(300 + random() * 2000);
+          await p.start();
+          break;
+        case 'atlas-restart':
+          await atlasServer.stop();
+          await sleep(500 + random() * 2000);
+          await atlasServer.start();
+          break;
+        case 'cut':
+          proxies[device].cut();
+          break;
+        case 'block':
+          proxies[device].block();
+          await sleep(500 + random() * 2500);
+          proxies[device].unblock();
+          break;
+        case 'history-loss':
+          // Offline past the oplog's retention; the prune makes the loss certain.
+          await p.kill9();
+          await sleep((OPLOG_RETENTION_S + 2) * 1000);
+          await atlas.db('admin').command({ 'secantusAdmin.pruneOplog': 1 });
+          await p.start();
+          break;
+      }
+      faults.push(`${fault} device-${device} (${Date.now() - t} ms)`);
+    }
+  },
+);
+
+function pick<T>(random: () => number, list: T[]): T {
+  return list[Math.floor(random() * list.length)];
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
