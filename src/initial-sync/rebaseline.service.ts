@@ -19,6 +19,8 @@ import {
   successor,
 } from '../processor/change-processor.service';
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
+import { SyncMetadataRepository } from '../metadata/sync-metadata.repository';
+import { idTypeBrackets } from '../common/id-brackets';
 
 export interface RebaselineProgress {
   state: 'idle' | 'running' | 'done' | 'failed';
@@ -29,7 +31,35 @@ export interface RebaselineProgress {
   compared: number;
   copiedToLocal: number;
   queuedToAtlas: number;
+  /** Documents on both sides when the re-baseline started (an estimate; a document on both counts twice). */
+  total?: number;
+  /** `total - compared`, never below 0. */
+  remaining?: number;
+  /** True when this run continues one cut short (crash, stop). */
+  resumed?: boolean;
   error?: string;
+}
+
+type Phase = 'pull' | 'push';
+
+/**
+ * Where a re-baseline got to, saved after every page in `_sync_metadata`, so
+ * one cut short by a crash or a stop continues where it was (with the
+ * stream position it recorded first) instead of starting over.
+ */
+export interface RebaselineCheckpoint {
+  position: Document;
+  reason: string;
+  startedAt: Date;
+  collection?: string;
+  phase?: Phase;
+  /** JSON of the `_id` type bracket being walked (`null`: the only one). */
+  bracket?: string;
+  /** Last `_id` done in that bracket; absent: the bracket starts from its beginning. */
+  afterId?: unknown;
+  compared: number;
+  copiedToLocal: number;
+  queuedToAtlas: number;
 }
 
 const PAGE = 500;
@@ -40,18 +70,24 @@ export const UNSTAMPED_ATLAS_STAMP: SyncStamp = {
   o: ATLAS_ORIGIN,
 };
 
-/** A collection's documents in `_id` order, a page at a time (constant memory, resumable by `_id`). */
-async function* pagesById(db: Db, collection: string): AsyncGenerator<Document[]> {
-  let lastId: unknown;
+/** One `_id` type bracket of a collection in `_id` order, a page at a time, starting after `afterId`. */
+async function* pagesById(
+  db: Db,
+  collection: string,
+  bracket: Document | undefined,
+  after?: { id: unknown },
+): AsyncGenerator<Document[]> {
+  let last = after;
   for (;;) {
+    const range: Document = { ...(bracket ?? {}), ...(last ? { $gt: last.id } : {}) };
     const page = await db
       .collection(collection)
-      .find(lastId === undefined ? {} : ({ _id: { $gt: lastId } } as Document))
+      .find(Object.keys(range).length ? { _id: range } : {})
       .sort({ _id: 1 })
       .limit(PAGE)
       .toArray();
     if (!page.length) return;
-    lastId = page[page.length - 1]._id;
+    last = { id: page[page.length - 1]._id };
     yield page;
   }
 }
@@ -63,8 +99,9 @@ async function* pagesById(db: Db, collection: string): AsyncGenerator<Document[]
  * compares the two databases collection by collection in `_id` order and
  * copies whichever side is newer (Atlas → Local through the normal apply
  * path, Local → Atlas through the outbox), then the listener resumes from
- * the recorded position, so nothing written meanwhile is missed. Comparing
- * is idempotent: a re-baseline cut short by a crash simply runs again.
+ * the recorded position, so nothing written meanwhile is missed. Progress
+ * is saved after every page: a re-baseline cut short by a crash continues
+ * from there (comparing is idempotent, so a page done twice is harmless).
  */
 @Injectable()
 export class RebaselineService {
@@ -84,36 +121,68 @@ export class RebaselineService {
     private readonly outbox: OutboxRepository,
     private readonly tombstones: TombstoneRepository,
     private readonly tokens: ResumeTokenRepository,
+    private readonly metadata: SyncMetadataRepository,
   ) {}
 
   get progress(): RebaselineProgress {
     return { ...this.state };
   }
 
-  /** Runs a full compare-and-copy and stores the position to resume the Atlas stream from. */
+  /** Runs (or continues) a full compare-and-copy and stores the position to resume the Atlas stream from. */
   async rebaseline(reason: string): Promise<void> {
-    Object.assign(this.state, {
-      state: 'running',
+    const id = this.origin.instanceId;
+    const saved = await this.metadata.getRebaselineCheckpoint<RebaselineCheckpoint>(id);
+    const checkpoint: RebaselineCheckpoint = saved ?? {
+      position: await this.currentAtlasPosition(),
       reason,
       startedAt: new Date(),
-      finishedAt: undefined,
       compared: 0,
       copiedToLocal: 0,
       queuedToAtlas: 0,
+    };
+    if (!saved) await this.metadata.saveRebaselineCheckpoint(id, checkpoint);
+    const collections = await this.collectionsToCompare();
+    Object.assign(this.state, {
+      state: 'running',
+      reason: saved ? `${saved.reason}; resumed (${reason})` : reason,
+      resumed: !!saved,
+      startedAt: checkpoint.startedAt,
+      finishedAt: undefined,
+      compared: checkpoint.compared,
+      copiedToLocal: checkpoint.copiedToLocal,
+      queuedToAtlas: checkpoint.queuedToAtlas,
+      total: await this.estimateTotal(collections),
       error: undefined,
     });
-    this.logger.log(`Re-baseline started (${reason})`);
+    this.updateRemaining();
+    this.logger.log(
+      saved
+        ? `Re-baseline resumed at ${saved.collection ?? 'the start'} (${saved.reason}; now ${reason})`
+        : `Re-baseline started (${reason})`,
+    );
     try {
-      const position = await this.currentAtlasPosition();
-      for (const collection of await this.collectionsToCompare()) {
+      for (const collection of collections) {
+        // Collections are walked in name order: those before the checkpoint's are done.
+        if (saved?.collection && collection < saved.collection) continue;
+        const resumeHere = saved?.collection === collection ? saved : undefined;
         this.state.collection = collection;
-        if (this.config.pullsCollection(collection)) await this.pullCollection(collection);
-        if (this.config.pushesCollection(collection)) await this.pushCollection(collection);
+        if (this.config.pullsCollection(collection) && resumeHere?.phase !== 'push') {
+          await this.walk(collection, 'pull', checkpoint, resumeHere);
+          await this.pullTombstones(collection);
+        }
+        if (this.config.pushesCollection(collection))
+          await this.walk(
+            collection,
+            'push',
+            checkpoint,
+            resumeHere?.phase === 'push' ? resumeHere : undefined,
+          );
         this.logger.log(
-          `Re-baseline ${collection}: compared ${this.state.compared}, copied to local ${this.state.copiedToLocal}, queued to Atlas ${this.state.queuedToAtlas}`,
+          `Re-baseline ${collection}: compared ${this.state.compared}, copied to local ${this.state.copiedToLocal}, queued to Atlas ${this.state.queuedToAtlas}, remaining ${this.state.remaining}`,
         );
       }
-      await this.tokens.save(this.origin.instanceId, 'atlas', position);
+      await this.tokens.save(id, 'atlas', checkpoint.position);
+      await this.metadata.clearRebaselineCheckpoint(id);
       Object.assign(this.state, { state: 'done', finishedAt: new Date(), collection: undefined });
       this.logger.log(
         `Re-baseline done: ${JSON.stringify({ compared: this.state.compared, copiedToLocal: this.state.copiedToLocal, queuedToAtlas: this.state.queuedToAtlas })}`,
@@ -122,6 +191,51 @@ export class RebaselineService {
       Object.assign(this.state, { state: 'failed', error: String((err as Error)?.message ?? err) });
       throw err;
     }
+  }
+
+  /** One side of one collection, bracket by bracket and page by page, saving the checkpoint after each page. */
+  private async walk(
+    collection: string,
+    phase: Phase,
+    checkpoint: RebaselineCheckpoint,
+    resume: RebaselineCheckpoint | undefined,
+  ): Promise<void> {
+    const db = phase === 'pull' ? this.stores.atlas : this.stores.local;
+    const brackets = await idTypeBrackets([this.stores.atlas, this.stores.local], collection);
+    let skipping = resume?.bracket !== undefined;
+    for (const bracket of brackets) {
+      const key = JSON.stringify(bracket ?? null);
+      if (skipping && key !== resume!.bracket) continue;
+      const after = skipping && 'afterId' in resume! ? { id: resume!.afterId } : undefined;
+      skipping = false;
+      for await (const page of pagesById(db, collection, bracket, after)) {
+        if (phase === 'pull') await this.pullPage(collection, page);
+        else await this.pushPage(collection, page);
+        Object.assign(checkpoint, {
+          collection,
+          phase,
+          bracket: key,
+          afterId: page[page.length - 1]._id,
+          compared: this.state.compared,
+          copiedToLocal: this.state.copiedToLocal,
+          queuedToAtlas: this.state.queuedToAtlas,
+        });
+        await this.metadata.saveRebaselineCheckpoint(this.origin.instanceId, checkpoint);
+        this.updateRemaining();
+      }
+    }
+  }
+
+  private async estimateTotal(collections: string[]): Promise<number> {
+    let total = 0;
+    for (const collection of collections)
+      for (const db of [this.stores.atlas, this.stores.local])
+        total += await db.collection(collection).estimatedDocumentCount();
+    return total;
+  }
+
+  private updateRemaining(): void {
+    this.state.remaining = Math.max(0, (this.state.total ?? 0) - this.state.compared);
   }
 
   /** A resume token for "now" on Atlas, taken before comparing so nothing after it is missed. */
@@ -145,18 +259,20 @@ export class RebaselineService {
     return [...names].sort();
   }
 
-  /** Atlas → Local: every Atlas document and tombstone goes through the normal (versioned) apply. */
-  private async pullCollection(collection: string): Promise<void> {
-    for await (const page of pagesById(this.stores.atlas, collection)) {
-      await this.adoptUnstamped(collection, page);
-      const changes: IncomingChange[] = page.map((doc) => {
-        const stamp = readStamp(doc) as SyncStamp;
-        return { collection, id: doc._id, operation: 'replace', doc, stamp };
-      });
-      await this.processor.applyChanges(changes);
-      this.state.compared += page.length;
-      this.state.copiedToLocal += page.length;
-    }
+  /** Atlas → Local: every Atlas document goes through the normal (versioned) apply. */
+  private async pullPage(collection: string, page: Document[]): Promise<void> {
+    await this.adoptUnstamped(collection, page);
+    const changes: IncomingChange[] = page.map((doc) => {
+      const stamp = readStamp(doc) as SyncStamp;
+      return { collection, id: doc._id, operation: 'replace', doc, stamp };
+    });
+    await this.processor.applyChanges(changes);
+    this.state.compared += page.length;
+    this.state.copiedToLocal += page.length;
+  }
+
+  /** Atlas's tombstones of a collection, applied like deletes (older local states go). */
+  private async pullTombstones(collection: string): Promise<void> {
     const tombs = await this.stores.atlas
       .collection<Tombstone>(SYNC_COLLECTIONS.tombstones)
       .find({ c: collection })
@@ -203,47 +319,45 @@ export class RebaselineService {
   }
 
   /** Local → Atlas: local documents missing on Atlas or newer than Atlas's copy go to the outbox. */
-  private async pushCollection(collection: string): Promise<void> {
-    for await (const page of pagesById(this.stores.local, collection)) {
-      const ids = page.map((d) => d._id);
-      const remote = await this.stores.atlas
-        .collection(collection)
-        .find({ _id: { $in: ids } } as Document, { projection: { [SYNC_STAMP_FIELD]: 1 } })
-        .toArray();
-      const remoteVersions = new Map(remote.map((d) => [idKey(d._id), readStamp(d)?.v]));
-      const remoteTombs = await this.tombstones.find(this.stores.atlas, collection, ids);
-      const entries: NewOutboxEntry[] = [];
-      for (const doc of page) {
-        const key = idKey(doc._id);
-        let stamp = readStamp(doc);
-        const atlasVersion = remoteVersions.has(key)
-          ? remoteVersions.get(key)
-          : remoteTombs.get(key)?._sync.v;
-        const onAtlas = remoteVersions.has(key) || remoteTombs.has(key);
-        if (!stamp) {
-          // Data written before the module ran: stamp it now (newer than whatever Atlas holds).
-          stamp = { v: this.origin.clock.tickAfter(atlasVersion), o: this.origin.instanceId };
-          await this.stores.local
-            .collection(collection)
-            .updateOne({ _id: doc._id, [SYNC_STAMP_FIELD]: { $exists: false } } as Document, {
-              $set: { [SYNC_STAMP_FIELD]: stamp },
-            });
-        }
-        if (!onAtlas || compareVersions(stamp.v, atlasVersion) > 0) {
-          entries.push({
-            collection,
-            id: doc._id,
-            op: 'upsert',
-            v: stamp.v,
-            base: atlasVersion,
-            rebase: true,
-            doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
+  private async pushPage(collection: string, page: Document[]): Promise<void> {
+    const ids = page.map((d) => d._id);
+    const remote = await this.stores.atlas
+      .collection(collection)
+      .find({ _id: { $in: ids } } as Document, { projection: { [SYNC_STAMP_FIELD]: 1 } })
+      .toArray();
+    const remoteVersions = new Map(remote.map((d) => [idKey(d._id), readStamp(d)?.v]));
+    const remoteTombs = await this.tombstones.find(this.stores.atlas, collection, ids);
+    const entries: NewOutboxEntry[] = [];
+    for (const doc of page) {
+      const key = idKey(doc._id);
+      let stamp = readStamp(doc);
+      const atlasVersion = remoteVersions.has(key)
+        ? remoteVersions.get(key)
+        : remoteTombs.get(key)?._sync.v;
+      const onAtlas = remoteVersions.has(key) || remoteTombs.has(key);
+      if (!stamp) {
+        // Data written before the module ran: stamp it now (newer than whatever Atlas holds).
+        stamp = { v: this.origin.clock.tickAfter(atlasVersion), o: this.origin.instanceId };
+        await this.stores.local
+          .collection(collection)
+          .updateOne({ _id: doc._id, [SYNC_STAMP_FIELD]: { $exists: false } } as Document, {
+            $set: { [SYNC_STAMP_FIELD]: stamp },
           });
-        }
       }
-      await this.outbox.enqueue(entries);
-      this.state.compared += page.length;
-      this.state.queuedToAtlas += entries.length;
+      if (!onAtlas || compareVersions(stamp.v, atlasVersion) > 0) {
+        entries.push({
+          collection,
+          id: doc._id,
+          op: 'upsert',
+          v: stamp.v,
+          base: atlasVersion,
+          rebase: true,
+          doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
+        });
+      }
     }
+    await this.outbox.enqueue(entries);
+    this.state.compared += page.length;
+    this.state.queuedToAtlas += entries.length;
   }
 }

@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { ChangeStreamDocument, Document, ResumeToken } from 'mongodb';
 import { SYNC_COLLECTIONS, SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import { COLLECTION_OPERATIONS, DATA_OPERATIONS } from '../common/collection-operations';
 import { ChangeStreamTailer, ChangeStreamTailerStatus } from '../common/change-stream-tailer';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { SyncEvents, SyncStateChangedEvent } from '../events/sync-events';
@@ -119,9 +120,9 @@ export class ListenerService {
       {
         $match: {
           'ns.coll': collections,
-          operationType: { $in: ['insert', 'update', 'replace', 'delete'] },
+          operationType: { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] },
           $or: [
-            { operationType: 'delete' },
+            { operationType: { $in: ['delete', ...COLLECTION_OPERATIONS] } },
             { [`fullDocument.${SYNC_STAMP_FIELD}.o`]: { $ne: this.origin.instanceId } },
           ],
         },

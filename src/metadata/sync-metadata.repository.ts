@@ -94,6 +94,24 @@ export class SyncMetadataRepository {
     );
   }
 
+  /** The checkpoint of a re-baseline in progress (see RebaselineService), if any. */
+  async getRebaselineCheckpoint<T extends Document>(instanceId: string): Promise<T | undefined> {
+    const doc = await this.collection.findOne({ _id: `rebaseline:${instanceId}` });
+    return (doc?.checkpoint as T | undefined) ?? undefined;
+  }
+
+  async saveRebaselineCheckpoint(instanceId: string, checkpoint: Document): Promise<void> {
+    await this.collection.updateOne(
+      { _id: `rebaseline:${instanceId}` },
+      { $set: { checkpoint, updatedAt: new Date() } },
+      { upsert: true },
+    );
+  }
+
+  async clearRebaselineCheckpoint(instanceId: string): Promise<void> {
+    await this.collection.deleteOne({ _id: `rebaseline:${instanceId}` });
+  }
+
   async getResumeTokenDocument(id: string): Promise<MetadataDocument | null> {
     return this.collection.findOne({ _id: id });
   }

@@ -8,6 +8,7 @@ import {
   SYNC_CONFIG,
   SYNC_STAMP_FIELD,
 } from '../bidirectional-sync.constants';
+import { collectionOperationWarning, DATA_OPERATIONS } from '../common/collection-operations';
 import { forEachConcurrent } from '../common/concurrency';
 import {
   compareVersions,
@@ -154,8 +155,12 @@ export class ChangeProcessorService {
   ): IncomingChange | 'direct' | 'plain-delete' | 'skip' {
     const ns = (change as { ns?: { coll?: string } }).ns;
     const op = change.operationType;
-    if (!['insert', 'update', 'replace', 'delete'].includes(op)) {
-      if (op !== 'invalidate') this.logger.warn(`Ignoring ${op} event on ${ns?.coll ?? '?'}`);
+    if (!(DATA_OPERATIONS as readonly string[]).includes(op)) {
+      const warning = collectionOperationWarning('atlas', change);
+      if (warning && this.config.pullsCollection(ns?.coll ?? '')) {
+        this.logger.warn(warning);
+        this.events.emit(SyncEvents.error, new SyncErrorEvent('processor', warning, ns?.coll));
+      } else if (!warning && op !== 'invalidate') this.logger.warn(`Ignoring ${op} event`);
       return 'skip';
     }
     const key = (change as { documentKey?: { _id?: unknown } }).documentKey;

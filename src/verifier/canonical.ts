@@ -77,35 +77,3 @@ export function differingFields(
   }
   return fields;
 }
-
-/**
- * The sort bracket of an `_id` (MongoDB compares values of different types by
- * type order and range queries only match within one bracket).
- */
-export function idBracket(id: unknown): string {
-  if (id === null || id === undefined) return 'null';
-  if (typeof id === 'number' || typeof id === 'bigint') return 'number';
-  if (typeof id === 'string') return 'string';
-  if (typeof id === 'boolean') return 'bool';
-  if (id instanceof Date) return 'date';
-  if (id instanceof RegExp) return 'regex';
-  const bsontype = (id as { _bsontype?: string })._bsontype;
-  if (bsontype) {
-    if (['Int32', 'Double', 'Long', 'Decimal128'].includes(bsontype)) return 'number';
-    if (bsontype === 'BSONSymbol') return 'string';
-    if (bsontype === 'Binary' || bsontype === 'UUID') return 'binData';
-    if (bsontype === 'BSONRegExp') return 'regex';
-    return bsontype;
-  }
-  return Array.isArray(id) ? 'array' : 'object';
-}
-
-/** `$type` aliases grouped by sort bracket (for the `$type` filter of one bracket). */
-export const TYPE_BRACKETS: Record<string, string> = {
-  double: 'number',
-  int: 'number',
-  long: 'number',
-  decimal: 'number',
-  string: 'string',
-  symbol: 'string',
-};

@@ -2,16 +2,10 @@ import { createHash } from 'node:crypto';
 import type { Db, Document } from 'mongodb';
 import { SYNC_COLLECTION_PREFIX, SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import { compareVersions } from '../common/hybrid-logical-clock';
+import { idTypeBrackets } from '../common/id-brackets';
 import { documentKeyOf, readStamp } from '../common/sync-stamp';
 import { DEFAULT_EXCLUDED_COLLECTIONS, ResolvedSyncConfig } from '../config/sync-config';
-import {
-  COMPARISON_RULES,
-  differingFields,
-  documentHash,
-  idBracket,
-  idKeyOf,
-  TYPE_BRACKETS,
-} from './canonical';
+import { COMPARISON_RULES, differingFields, documentHash, idKeyOf } from './canonical';
 
 /** How a collection is synced, hence how it is verified. */
 export type VerifiedDirection = 'both' | 'local-to-atlas' | 'not-synced';
@@ -282,7 +276,7 @@ export class SyncVerifier {
 
   /** Range by range in local `_id` order; Atlas's side of each range is hashed alongside. */
   private async verifyBothWays(ctx: Context): Promise<void> {
-    for (const bracket of await this.idBrackets(ctx.name)) {
+    for (const bracket of await idTypeBrackets([this.local, this.atlas], ctx.name)) {
       const c = { ...ctx, bracket };
       let lo: Bound | undefined;
       for (;;) {
@@ -349,7 +343,7 @@ export class SyncVerifier {
 
   /** Local → Atlas only: each page of local documents is looked up on Atlas by `_id`. */
   private async verifyLocalToAtlas(ctx: Context): Promise<void> {
-    for (const bracket of await this.idBrackets(ctx.name)) {
+    for (const bracket of await idTypeBrackets([this.local, this.atlas], ctx.name)) {
       const c = { ...ctx, bracket };
       let lo: Bound | undefined;
       for (;;) {
@@ -492,39 +486,6 @@ export class SyncVerifier {
       })
       .toArray();
     return new Map(entries.map((e) => [idKeyOf(e.i), { op: e.op, v: e.v }]));
-  }
-
-  /**
-   * The `_id` type brackets to scan one at a time. One bracket (the usual
-   * case, seen from the smallest and largest `_id` of each side): no filter.
-   */
-  private async idBrackets(name: string): Promise<(Document | undefined)[]> {
-    const ends = await Promise.all(
-      [this.local, this.atlas].flatMap((db) =>
-        [1, -1].map((dir) =>
-          db
-            .collection(name)
-            .find({}, { projection: { _id: 1 }, sort: { _id: dir as 1 | -1 }, limit: 1 })
-            .next(),
-        ),
-      ),
-    );
-    const seen = new Set(ends.filter((d) => d !== null).map((d) => idBracket(d!._id)));
-    if (seen.size <= 1) return [undefined];
-    const groups = new Map<string, string[]>();
-    for (const db of [this.local, this.atlas]) {
-      const types = await db
-        .collection(name)
-        .aggregate<{ _id: string }>([{ $group: { _id: { $type: '$_id' } } }])
-        .toArray();
-      for (const { _id: type } of types) {
-        const bracket = TYPE_BRACKETS[type] ?? type;
-        const list = groups.get(bracket) ?? [];
-        if (!list.includes(type)) list.push(type);
-        groups.set(bracket, list);
-      }
-    }
-    return [...groups.values()].map((types) => ({ $type: types }));
   }
 }
 
