@@ -20,6 +20,11 @@ export interface EmbeddedMongoServerOptions {
   oplogMaxEntries?: number;
   /** Seconds between no-op oplog heartbeats, so idle change streams advance (default 1; 0 disables). */
   noopHeartbeatSeconds?: number;
+  /**
+   * Advertise a standalone server in `hello` (no `setName`), as a `mongod` started without
+   * `--replSet` does. Default false: a single-node replica-set primary.
+   */
+  standalone?: boolean;
   /** Python interpreter with SecantusDB installed. Default: the project's `.venv-test-server`. */
   pythonPath?: string;
   /** Label used in logs and temp directory names. */
@@ -225,6 +230,7 @@ export class EmbeddedMongoServer {
       args.push('--oplog-retention-seconds', String(o.oplogRetentionSeconds));
     if (o.oplogMaxEntries !== undefined)
       args.push('--oplog-max-entries', String(o.oplogMaxEntries));
+    if (o.standalone) args.push('--standalone');
     if (o.storage === 'disk') mkdirSync(this.storagePath, { recursive: true });
 
     const python = o.pythonPath ?? defaultPythonPath();
