@@ -13,6 +13,8 @@ export const SYNC_COLLECTIONS = {
   conflicts: '_sync_conflicts',
   /** Remote changes the host's validation rejected. */
   deadLetters: '_sync_dead_letters',
+  /** Plugin capture (standalone local servers): documents written through a model, not yet captured. */
+  dirty: '_sync_dirty',
 } as const;
 
 /** Field inside every synced document that carries its version and origin. */

@@ -13,6 +13,8 @@ import {
   SYNC_MODULE_OPTIONS,
   SYNC_OPTIONS_TYPE,
 } from './bidirectional-sync.module-definition';
+import { CaptureModeService } from './capture/capture-mode.service';
+import { DirtyMarkerCaptureService } from './capture/dirty-marker-capture.service';
 import { LocalChangeCaptureService } from './capture/local-change-capture.service';
 import { ResolvedSyncConfig, resolveSyncConfig } from './config/sync-config';
 import { LeaseRepository } from './lease/lease.repository';
@@ -43,6 +45,8 @@ const SERVICES = [
   ConflictResolverService,
   MonitorService,
   LocalChangeCaptureService,
+  DirtyMarkerCaptureService,
+  CaptureModeService,
   OutboxDrainerService,
   ChangeProcessorService,
   RebaselineService,

@@ -7,8 +7,12 @@ import {
 } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { SYNC_CONFIG } from './bidirectional-sync.constants';
+import { CaptureModeService } from './capture/capture-mode.service';
+import { DirtyMarkerCaptureService } from './capture/dirty-marker-capture.service';
 import { LocalChangeCaptureService } from './capture/local-change-capture.service';
+import type { LocalCapture } from './capture/local-capture.interface';
 import { ResolvedSyncConfig } from './config/sync-config';
+import type { LocalCaptureMode } from './config/sync-options.interface';
 import { SyncEvents, SyncStateChangedEvent } from './events/sync-events';
 import { RebaselineProgress, RebaselineService } from './initial-sync/rebaseline.service';
 import { ListenerService } from './listener/listener.service';
@@ -40,7 +44,13 @@ export interface BidirectionalHealth {
     lastError: string | null;
     resumeTokenAgeMs: number | null;
   };
-  localCapture: { running: boolean; connected: boolean; lastError: string | null };
+  localCapture: {
+    /** `change-stream` (replica sets) or `mongoose-plugin` (standalone servers); null before start. */
+    mode: LocalCaptureMode | null;
+    running: boolean;
+    connected: boolean;
+    lastError: string | null;
+  };
   syncWorker: {
     running: boolean;
     queueSize: number;
@@ -78,6 +88,8 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
   private startup?: Promise<void>;
   private captureCaughtUp: Promise<void> = Promise.resolve();
   private listenerWaitsForCapture = false;
+  /** The change stream, or the plugin's dirty markers on a standalone server (chosen at start). */
+  private capture: LocalCapture;
   private readonly unsubscribe: (() => void)[] = [];
   thresholds: HealthThresholds = {
     maxLagMs: 30_000,
@@ -89,7 +101,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
     private readonly origin: OriginTrackerService,
     private readonly metadata: SyncMetadataRepository,
-    private readonly capture: LocalChangeCaptureService,
+    private readonly streamCapture: LocalChangeCaptureService,
     private readonly drainer: OutboxDrainerService,
     private readonly listener: ListenerService,
     private readonly outbox: OutboxRepository,
@@ -97,7 +109,11 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     private readonly monitor: MonitorService,
     private readonly events: EventEmitter2,
     private readonly lease: LeaseService,
-  ) {}
+    private readonly markerCapture: DirtyMarkerCaptureService,
+    private readonly captureMode: CaptureModeService,
+  ) {
+    this.capture = streamCapture;
+  }
 
   async onApplicationBootstrap(): Promise<void> {
     if (this.config.autoStart) await this.start();
@@ -119,6 +135,9 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
   private async startOnce(): Promise<void> {
     this.started = true;
     await this.origin.initialize();
+    // Every process, standbys too: the plugin records writes only in plugin mode.
+    const mode = await this.captureMode.resolve();
+    this.capture = mode === 'mongoose-plugin' ? this.markerCapture : this.streamCapture;
     if (!this.started) return; // stopped meanwhile
     this.unsubscribe.push(
       this.lease.onAcquired(() => this.startWorkers()),
@@ -155,6 +174,8 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     this.working = true;
     const stored = await this.metadata.getEnabled(this.origin.instanceId);
     this.enabled = stored ?? this.config.enabled;
+    // Writes the plugin recorded before the change stream took over are captured first, never beside it.
+    if (this.capture === this.streamCapture) await this.markerCapture.captureLeftovers();
     this.capture.start();
     this.drainer.start();
     // Pull only once the capture has recorded every local write made before
@@ -313,6 +334,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
           : null,
       },
       localCapture: {
+        mode: this.captureMode.mode ?? null,
         running: capture.running,
         connected: capture.connected,
         lastError: capture.lastError ?? null,

@@ -31,6 +31,7 @@ export { ResumeTokenRepository } from './resume-token/resume-token.repository';
 export { OutboxRepository } from './outbox/outbox.repository';
 export { OutboxDrainerService } from './outbox/outbox-drainer.service';
 export { LocalChangeCaptureService } from './capture/local-change-capture.service';
+export { syncCapturePlugin } from './capture/sync-capture.plugin';
 export { RebaselineService } from './initial-sync/rebaseline.service';
 export { SyncStoresService } from './metadata/sync-stores.service';
 

@@ -20,8 +20,10 @@ import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { NewOutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
+import type { LocalCapture } from './local-capture.interface';
 
-type DataEvent = ChangeStreamDocument & {
+/** A change to a synced document, as `captureBatch` takes it (from the change stream, or made from a dirty marker). */
+export type DataEvent = ChangeStreamDocument & {
   ns: { db: string; coll: string };
   documentKey: { _id: unknown };
 };
@@ -71,9 +73,11 @@ function mergeInto<E extends DataEvent>(earlier: E, later: E): E {
  * they always set `_sync`, host writes never do (the field is reserved).
  */
 @Injectable()
-export class LocalChangeCaptureService {
+export class LocalChangeCaptureService implements LocalCapture {
   private readonly logger = new Logger(LocalChangeCaptureService.name);
   private tailer?: ChangeStreamTailer;
+  /** The capture feeding captureBatch when no change stream runs (plugin mode). */
+  private markerCapture?: LocalCapture;
 
   constructor(
     @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
@@ -137,7 +141,12 @@ export class LocalChangeCaptureService {
 
   /** Resolves once every local write made before the call has been captured (or capture stopped). */
   caughtUp(): Promise<void> {
-    return this.tailer?.caughtUp() ?? Promise.resolve();
+    return this.tailer?.caughtUp() ?? this.markerCapture?.caughtUp() ?? Promise.resolve();
+  }
+
+  /** Plugin mode: `caughtUp()` answers for the capture that feeds captureBatch instead of the stream. */
+  catchUpWith(capture: LocalCapture | undefined): void {
+    this.markerCapture = capture;
   }
 
   /** Turns local change events into outbox entries and stamps. Idempotent on replay. */

@@ -11,6 +11,7 @@ describe('sync configuration', () => {
       conflictResolutionStrategy: 'last-write-wins',
       reconnectInterval: 5000,
       maxReconnectAttempts: 10,
+      localCapture: 'auto',
     });
     expect(config.pullsCollection('menuitems')).toBe(true);
     expect(config.pullsCollection('logs')).toBe(false);
@@ -25,12 +26,14 @@ describe('sync configuration', () => {
       ATLAS_CHANGE_STREAM_BATCH_SIZE: '250',
       BIDIRECTIONAL_EXCLUDED_COLLECTIONS: 'sessions, audit',
       CONFLICT_RESOLUTION_STRATEGY: 'field-level',
+      SYNC_LOCAL_CAPTURE: ' mongoose-plugin ',
     });
     expect(resolveSyncConfig(options)).toMatchObject({
       enabled: true,
       changeStreamBatchSize: 250,
       excludedCollections: ['sessions', 'audit'],
       conflictResolutionStrategy: 'field-level',
+      localCapture: 'mongoose-plugin',
     });
   });
 
@@ -41,6 +44,7 @@ describe('sync configuration', () => {
           ATLAS_MONGODB_URI: 'http://user:secret@host',
           ATLAS_CHANGE_STREAM_BATCH_SIZE: 'lots',
           CONFLICT_RESOLUTION_STRATEGY: 'newest',
+          SYNC_LOCAL_CAPTURE: 'oplog',
         }),
       );
     expect(attempt).toThrow(SyncConfigurationError);
@@ -50,6 +54,7 @@ describe('sync configuration', () => {
       const message = (err as Error).message;
       expect(message).toContain('ATLAS_CHANGE_STREAM_BATCH_SIZE');
       expect(message).toContain('CONFLICT_RESOLUTION_STRATEGY');
+      expect(message).toContain('SYNC_LOCAL_CAPTURE');
       expect(message).toContain('ATLAS_MONGODB_URI');
       expect(message).not.toContain('secret');
     }

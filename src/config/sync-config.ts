@@ -16,6 +16,7 @@ import { SyncConfigurationError } from '../errors/sync.errors';
 import type {
   BidirectionalSyncModuleOptions,
   ConflictResolutionStrategy,
+  LocalCaptureMode,
 } from './sync-options.interface';
 
 export const DEFAULT_EXCLUDED_COLLECTIONS = ['sessions', 'logs', 'notifications'];
@@ -43,6 +44,7 @@ export const SYNC_ENV_VARIABLES: Record<keyof BidirectionalSyncModuleOptions, st
     applyConcurrency: 'SYNC_APPLY_CONCURRENCY',
     leaseTtl: 'SYNC_LEASE_TTL',
     leaseRenewInterval: 'SYNC_LEASE_RENEW_INTERVAL',
+    localCapture: 'SYNC_LOCAL_CAPTURE',
     autoStart: undefined,
   };
 
@@ -135,6 +137,9 @@ export class ResolvedSyncConfig {
   @IsInt()
   @Min(100)
   leaseRenewInterval = 5_000;
+
+  @IsIn(['auto', 'change-stream', 'mongoose-plugin'])
+  localCapture: 'auto' | LocalCaptureMode = 'auto';
 
   @IsBoolean()
   autoStart = true;

@@ -4,6 +4,12 @@ import type { MongoClientOptions } from 'mongodb';
 export type ConflictResolutionStrategy = 'last-write-wins' | 'field-level' | 'custom';
 
 /**
+ * How local writes are captured: a change stream (replica sets; every writer)
+ * or the markers `syncCapturePlugin` records (standalone servers; model writes only).
+ */
+export type LocalCaptureMode = 'change-stream' | 'mongoose-plugin';
+
+/**
  * Options of `BidirectionalSyncModule.forRoot()`. Every option has an
  * environment variable (see `.env.example`) used by `syncOptionsFromEnv()`.
  *
@@ -61,6 +67,12 @@ export interface BidirectionalSyncModuleOptions {
   leaseTtl?: number;
   /** How often the lease holder renews (ms). Env `SYNC_LEASE_RENEW_INTERVAL`. Default 5000. */
   leaseRenewInterval?: number;
+  /**
+   * How local writes are captured. `auto` uses the change stream when the local server is a
+   * replica set (its `hello` reply has `setName`) and the Mongoose plugin otherwise.
+   * Env `SYNC_LOCAL_CAPTURE`. Default `auto`.
+   */
+  localCapture?: 'auto' | LocalCaptureMode;
   /** Start the listener and drainer when the application boots. Default `true`. */
   autoStart?: boolean;
 }

@@ -22,6 +22,12 @@ export class ResumeTokenUnusableError extends SyncError {}
 /** The host's validation rejected a replicated document. */
 export class ReplicatedDocumentRejectedError extends SyncError {}
 
+/**
+ * `syncCapturePlugin` could not record a model write for sync; the write was
+ * not made (made unrecorded, it would never reach Atlas).
+ */
+export class SyncCaptureError extends SyncError {}
+
 /** Redacts credentials from a MongoDB connection string (never log or return one unredacted). */
 export function redactUri(uri: string): string {
   return uri.replace(/\/\/([^@/]+)@/, '//***@');
