@@ -1,5 +1,11 @@
 import type { Db, Document, MongoClient } from 'mongodb';
-import { MongoHarness, TestMongoServer, uniqueDbName, waitFor } from './mongo-harness';
+import {
+  MongoHarness,
+  TestMongoServer,
+  TestServerOptions,
+  uniqueDbName,
+  waitFor,
+} from './mongo-harness';
 import { DeviceOptions, SyncDevice } from './sync-device';
 
 export type DeviceOverrides = Partial<Omit<DeviceOptions, 'localUri' | 'atlasUri' | 'atlasDbName'>>;
@@ -17,11 +23,20 @@ export class SyncCluster {
   devices: SyncDevice[] = [];
   private readonly deviceOptions: DeviceOptions[] = [];
 
+  /** `localServer` gives device i's local server its own options (e.g. `standalone`). */
   async start(
     deviceCount: number,
     overrides: (i: number) => DeviceOverrides = () => ({}),
+    localServer?: (i: number) => TestServerOptions,
   ): Promise<this> {
-    const [atlas, ...locals] = await this.harness.start(deviceCount + 1, { name: 'cluster' });
+    const [atlas, ...locals] = localServer
+      ? await Promise.all(
+          Array.from({ length: deviceCount + 1 }, async (_, i) => {
+            const options = i ? { name: `device${i - 1}-`, ...localServer(i - 1) } : {};
+            return (await this.harness.start(1, { name: 'cluster', ...options }))[0];
+          }),
+        )
+      : await this.harness.start(deviceCount + 1, { name: 'cluster' });
     this.atlasServer = atlas;
     this.localServers = locals;
     this.atlasClient = await this.harness.client(atlas);

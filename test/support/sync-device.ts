@@ -8,6 +8,7 @@ import mongoose, { type Connection } from 'mongoose';
 import { SYNC_WALL_CLOCK } from '../../src/bidirectional-sync.constants';
 import { BidirectionalSyncModule } from '../../src/bidirectional-sync.module';
 import { BidirectionalSyncService } from '../../src/bidirectional-sync.service';
+import { syncCapturePlugin } from '../../src/capture/sync-capture.plugin';
 import type { BidirectionalSyncModuleOptions } from '../../src/config/sync-options.interface';
 import type { SyncConflictResolver } from '../../src/conflict/conflict-resolver.interface';
 
@@ -32,6 +33,12 @@ export const hookRuns = { save: 0 };
 MenuItemSchema.pre('save', function () {
   hookRuns.save++;
 });
+/**
+ * The same schema for devices whose connection applies syncCapturePlugin:
+ * Mongoose applies a connection's plugins to a schema once, for the first
+ * connection that compiles it, so those devices get their own copy.
+ */
+const MenuItemSchemaWithPlugin = MenuItemSchema.clone();
 
 export interface DeviceOptions {
   localUri: string;
@@ -43,6 +50,8 @@ export interface DeviceOptions {
   conflictResolver?: Type<SyncConflictResolver>;
   /** Simulates a device whose clock runs ahead (positive) or behind (negative). */
   clockOffsetMs?: number;
+  /** Apply syncCapturePlugin to the local connection, as a host with a standalone server does. */
+  capturePlugin?: boolean;
 }
 
 /** One device: a Nest application with the module, its own local database and the shared Atlas. */
@@ -70,8 +79,18 @@ export class SyncDevice {
       imports: [
         ScheduleModule.forRoot(),
         EventEmitterModule.forRoot(),
-        MongooseModule.forRoot(opts.localUri, { dbName: opts.localDbName }),
-        MongooseModule.forFeature([{ name: MenuItem.name, schema: MenuItemSchema }]),
+        MongooseModule.forRoot(opts.localUri, {
+          dbName: opts.localDbName,
+          ...(opts.capturePlugin
+            ? { connectionFactory: (c: Connection) => c.plugin(syncCapturePlugin) }
+            : {}),
+        }),
+        MongooseModule.forFeature([
+          {
+            name: MenuItem.name,
+            schema: opts.capturePlugin ? MenuItemSchemaWithPlugin : MenuItemSchema,
+          },
+        ]),
         BidirectionalSyncModule.forRoot({
           atlasUri: opts.atlasUri,
           atlasDbName: opts.atlasDbName,
