@@ -2,8 +2,13 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { AnyBulkWriteOperation, ChangeStreamDocument, Document } from 'mongodb';
 import { SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import {
+  collectionOperationWarning,
+  COLLECTION_OPERATIONS,
+  DATA_OPERATIONS,
+} from '../common/collection-operations';
 import { ChangeStreamTailer } from '../common/change-stream-tailer';
-import { maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
+import { compareVersions, maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
 import {
   documentRef,
   idKey,
@@ -101,7 +106,7 @@ export class LocalChangeCaptureService implements LocalCapture {
       pipeline: () => [
         {
           $match: {
-            operationType: { $in: ['insert', 'update', 'replace', 'delete'] },
+            operationType: { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] },
             'ns.coll': { $not: /^(_sync_|system\.)/ },
             ...(this.config.collections ? { 'ns.coll': { $in: this.config.collections } } : {}),
           },
@@ -151,6 +156,13 @@ export class LocalChangeCaptureService implements LocalCapture {
 
   /** Turns local change events into outbox entries and stamps. Idempotent on replay. */
   async captureBatch(events: DataEvent[]): Promise<void> {
+    for (const e of events) {
+      const warning = collectionOperationWarning('local', e);
+      if (warning && this.config.pushesCollection(e.ns?.coll)) {
+        this.logger.warn(warning);
+        this.events.emit(SyncEvents.error, new SyncErrorEvent('capture', warning, e.ns?.coll));
+      }
+    }
     const relevant = events.filter(
       (e) => this.config.pushesCollection(e.ns?.coll) && this.isHostWrite(e),
     );
@@ -225,10 +237,57 @@ export class LocalChangeCaptureService implements LocalCapture {
     await this.outbox.enqueue(entries);
     await this.tombstones.upsert(this.stores.local, newTombstones);
     for (const [collection, ops] of stampWrites) {
-      await this.stores.local.collection(collection).bulkWrite(ops, { ordered: false });
+      const result = await this.stores.local
+        .collection(collection)
+        .bulkWrite(ops, { ordered: false });
+      if (result.matchedCount < ops.length)
+        await this.repairLostStamps(
+          collection,
+          entries.filter((e) => e.collection === collection && e.op === 'upsert'),
+        );
     }
     for (const [collection, list] of revived)
       await this.tombstones.remove(this.stores.local, collection, list);
+  }
+
+  /**
+   * A stamp write-back matched nothing: the engine wrote the document between
+   * the capture reading it and stamping it (a remote state applied in that
+   * instant). The outbox holds the captured state; where it is the newer one,
+   * the local copy is set back to it, so this device agrees with what Atlas
+   * will hold. Where the applied state is newer, it stands (the drainer finds
+   * the captured entry stale).
+   */
+  private async repairLostStamps(collection: string, captured: NewOutboxEntry[]): Promise<void> {
+    const coll = this.stores.local.collection(collection);
+    const current = new Map(
+      (
+        await coll
+          .find({ _id: { $in: captured.map((e) => e.id) } } as Document, {
+            projection: { [SYNC_STAMP_FIELD]: 1 },
+          })
+          .toArray()
+      ).map((d) => [idKey(d._id), readStamp(d)]),
+    );
+    for (const entry of captured) {
+      const key = idKey(entry.id);
+      if (!current.has(key)) continue; // deleted since: its delete event follows
+      const stamp = current.get(key);
+      // No stamp: a host replace came after the capture read the document;
+      // its own event follows and carries the newer state.
+      if (!stamp) continue;
+      if (stamp.v === entry.v || compareVersions(stamp.v, entry.v) > 0) continue;
+      this.logger.warn(
+        `Local ${collection} ${JSON.stringify(entry.id)} changed by sync while being captured; restoring the captured state ${entry.v}`,
+      );
+      await coll.replaceOne(
+        {
+          _id: entry.id,
+          [`${SYNC_STAMP_FIELD}.v`]: stamp ? stamp.v : { $exists: false },
+        } as Document,
+        entry.doc!,
+      );
+    }
   }
 
   /** Host writes never touch `_sync`; the engine's always do. */
