@@ -1,6 +1,12 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
-import type { ChangeStreamDocument, Collection, Document, Timestamp } from 'mongodb';
+import type {
+  AnyBulkWriteOperation,
+  ChangeStreamDocument,
+  Collection,
+  Document,
+  Timestamp,
+} from 'mongodb';
 import type { Model } from 'mongoose';
 import {
   ATLAS_ORIGIN,
@@ -329,7 +335,11 @@ export class ChangeProcessorService {
         this.outbox.pendingFor(collection, ids),
       ]);
       const model = this.stores.modelFor(collection);
-      await forEachConcurrent(states, this.config.applyConcurrency, async (change) => {
+      const applied = model
+        ? new Set<IncomingChange>()
+        : await this.applyInBulk(collection, states, docs, tombs, pending);
+      const rest = states.filter((c) => !applied.has(c));
+      await forEachConcurrent(rest, this.config.applyConcurrency, async (change) => {
         const key = idKey(change.id);
         let local: LocalState = {
           doc: docs.get(key),
@@ -352,6 +362,94 @@ export class ChangeProcessorService {
         }
       });
     }
+  }
+
+  /**
+   * The common case in one round trip: newer states of documents with no
+   * unpushed local edit, written with the driver (no model) as one unordered
+   * bulk of compare-and-set updates and inserts. Whatever the bulk did not
+   * write (a compare-and-set that lost a race, a duplicate insert) is left to
+   * the one-by-one path, which re-reads and decides again. Returns the states
+   * written.
+   */
+  private async applyInBulk(
+    collection: string,
+    states: IncomingChange[],
+    docs: Map<string, Document>,
+    tombs: Map<string, Tombstone>,
+    pending: Map<string, OutboxEntry>,
+  ): Promise<Set<IncomingChange>> {
+    const written = new Set<IncomingChange>();
+    if (this.config.conflictResolutionStrategy === 'field-level') return written;
+    const planned: { change: IncomingChange; op: AnyBulkWriteOperation<Document> }[] = [];
+    for (const change of states) {
+      const key = idKey(change.id);
+      const doc = docs.get(key);
+      const localVersion = readStamp(doc)?.v ?? tombs.get(key)?._sync.v;
+      if (
+        change.operation === 'delete' ||
+        pending.has(key) ||
+        (!doc && tombs.has(key)) ||
+        compareVersions(change.stamp.v, localVersion) <= 0
+      )
+        continue;
+      const content = { ...withoutStamp(change.doc!), _id: change.id };
+      planned.push({
+        change,
+        op: doc
+          ? {
+              updateOne: {
+                filter: casFilter(change.id, readStamp(doc)?.v),
+                update: driverStateUpdate(doc, content, change.stamp),
+              },
+            }
+          : {
+              insertOne: { document: { ...content, [SYNC_STAMP_FIELD]: change.stamp } as Document },
+            },
+      });
+    }
+    if (!planned.length) return written;
+    const started = Date.now();
+    let failed = new Set<number>();
+    let matched = 0;
+    try {
+      const result = await this.local(collection).bulkWrite(
+        planned.map((p) => p.op),
+        { ordered: false },
+      );
+      matched = result.matchedCount + result.insertedCount;
+    } catch (err) {
+      const writeErrors = (err as { writeErrors?: { index: number }[] | { index: number } })
+        .writeErrors;
+      if (!writeErrors) throw err;
+      failed = new Set(
+        (Array.isArray(writeErrors) ? writeErrors : [writeErrors]).map((w) => w.index),
+      );
+      matched = -1; // unknown: check every update below
+    }
+    // An update whose compare-and-set matched nothing raises no error: find those by reading back.
+    const updates = planned.filter((p, i) => 'updateOne' in p.op && !failed.has(i));
+    let landed: Set<string> | undefined;
+    if (matched !== planned.length && updates.length) {
+      const now = await this.findLocal(
+        collection,
+        updates.map((p) => p.change.id),
+      );
+      landed = new Set(
+        updates
+          .filter((p) => readStamp(now.get(idKey(p.change.id)))?.v === p.change.stamp.v)
+          .map((p) => idKey(p.change.id)),
+      );
+    }
+    const perChangeMs = (Date.now() - started) / planned.length;
+    planned.forEach((p, i) => {
+      if (failed.has(i)) return;
+      if (landed && 'updateOne' in p.op && !landed.has(idKey(p.change.id))) return;
+      this.origin.clock.receive(p.change.stamp.v);
+      written.add(p.change);
+      this.afterApply(p.change, 'applied', perChangeMs);
+    });
+    return written;
   }
 
   private async reloadLocal(collection: string, id: unknown): Promise<LocalState> {
@@ -560,14 +658,9 @@ export class ChangeProcessorService {
         existing.$where = casFilter(change.id, expected);
         await existing.save({ timestamps: false });
       } else {
-        const removed = Object.keys(local.doc).filter(
-          (k) => !(k in content) && k !== SYNC_STAMP_FIELD,
-        );
-        const update: Document = { $set: { ...withoutId(content), [SYNC_STAMP_FIELD]: stamp } };
-        if (removed.length) update.$unset = Object.fromEntries(removed.map((k) => [k, '']));
         const result = await this.local(change.collection).updateOne(
           casFilter(change.id, expected),
-          update,
+          driverStateUpdate(local.doc, content, stamp),
         );
         if (result.matchedCount === 0) throw new CasMismatch();
       }
@@ -639,6 +732,14 @@ export class ChangeProcessorService {
 
 function casFilter(id: unknown, version: SyncVersion | undefined): Document {
   return { _id: id, [`${SYNC_STAMP_FIELD}.v`]: version ?? { $exists: false } };
+}
+
+/** The update that turns the local document into `content` stamped with `stamp` ($set, and $unset of dropped fields). */
+function driverStateUpdate(local: Document, content: Document, stamp: SyncStamp): Document {
+  const removed = Object.keys(local).filter((k) => !(k in content) && k !== SYNC_STAMP_FIELD);
+  const update: Document = { $set: { ...withoutId(content), [SYNC_STAMP_FIELD]: stamp } };
+  if (removed.length) update.$unset = Object.fromEntries(removed.map((k) => [k, '']));
+  return update;
 }
 
 function withoutId(doc: Document): Document {
