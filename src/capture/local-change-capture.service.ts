@@ -13,6 +13,7 @@ import {
   documentRef,
   idKey,
   readStamp,
+  stateUpdate,
   SyncStamp,
   topLevelFields,
   touchesStamp,
@@ -109,6 +110,15 @@ export class LocalChangeCaptureService implements LocalCapture {
             operationType: { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] },
             'ns.coll': { $not: /^(_sync_|system\.)/ },
             ...(this.config.collections ? { 'ns.coll': { $in: this.config.collections } } : {}),
+            // The engine's own writes set `_sync` whole; dropping them on the server
+            // spares a post-image lookup each (isHostWrite stays the rule).
+            $nor: [
+              {
+                operationType: 'update',
+                [`updateDescription.updatedFields.${SYNC_STAMP_FIELD}`]: { $exists: true },
+              },
+              { operationType: 'insert', [`fullDocument.${SYNC_STAMP_FIELD}`]: { $exists: true } },
+            ],
           },
         },
       ],
@@ -118,7 +128,8 @@ export class LocalChangeCaptureService implements LocalCapture {
         maxMs: this.config.maxReconnectInterval,
         maxAttempts: this.config.maxReconnectAttempts,
       },
-      maxAwaitTimeMS: 100,
+      // Short: every Atlas batch waits for one capture poll (caughtUp) before it is applied.
+      maxAwaitTimeMS: 25,
       loadToken: async () => (await this.tokens.load(this.origin.instanceId, 'local'))?.token,
       saveToken: (token) => this.tokens.save(this.origin.instanceId, 'local', token),
       handleBatch: (events) => this.captureBatch(events as DataEvent[]),
@@ -261,18 +272,15 @@ export class LocalChangeCaptureService implements LocalCapture {
   private async repairLostStamps(collection: string, captured: NewOutboxEntry[]): Promise<void> {
     const coll = this.stores.local.collection(collection);
     const current = new Map(
-      (
-        await coll
-          .find({ _id: { $in: captured.map((e) => e.id) } } as Document, {
-            projection: { [SYNC_STAMP_FIELD]: 1 },
-          })
-          .toArray()
-      ).map((d) => [idKey(d._id), readStamp(d)]),
+      (await coll.find({ _id: { $in: captured.map((e) => e.id) } } as Document).toArray()).map(
+        (d) => [idKey(d._id), d],
+      ),
     );
     for (const entry of captured) {
       const key = idKey(entry.id);
       if (!current.has(key)) continue; // deleted since: its delete event follows
-      const stamp = current.get(key);
+      const doc = current.get(key)!;
+      const stamp = readStamp(doc);
       // No stamp: a host replace came after the capture read the document;
       // its own event follows and carries the newer state.
       if (!stamp) continue;
@@ -280,12 +288,10 @@ export class LocalChangeCaptureService implements LocalCapture {
       this.logger.warn(
         `Local ${collection} ${JSON.stringify(entry.id)} changed by sync while being captured; restoring the captured state ${entry.v}`,
       );
-      await coll.replaceOne(
-        {
-          _id: entry.id,
-          [`${SYNC_STAMP_FIELD}.v`]: stamp ? stamp.v : { $exists: false },
-        } as Document,
-        entry.doc!,
+      // An update, not a replace: the capture tells the engine's writes by their `_sync` change.
+      await coll.updateOne(
+        { _id: entry.id, [`${SYNC_STAMP_FIELD}.v`]: stamp.v } as Document,
+        stateUpdate(doc, entry.doc!),
       );
     }
   }

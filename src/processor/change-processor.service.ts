@@ -27,6 +27,7 @@ import {
   documentRef,
   idKey,
   readStamp,
+  stateUpdate,
   SyncStamp,
   touchesStamp,
   withoutStamp,
@@ -400,7 +401,7 @@ export class ChangeProcessorService {
           ? {
               updateOne: {
                 filter: casFilter(change.id, readStamp(doc)?.v),
-                update: driverStateUpdate(doc, content, change.stamp),
+                update: stateUpdate(doc, { ...content, [SYNC_STAMP_FIELD]: change.stamp }),
               },
             }
           : {
@@ -660,7 +661,7 @@ export class ChangeProcessorService {
       } else {
         const result = await this.local(change.collection).updateOne(
           casFilter(change.id, expected),
-          driverStateUpdate(local.doc, content, stamp),
+          stateUpdate(local.doc, { ...content, [SYNC_STAMP_FIELD]: stamp }),
         );
         if (result.matchedCount === 0) throw new CasMismatch();
       }
@@ -732,19 +733,6 @@ export class ChangeProcessorService {
 
 function casFilter(id: unknown, version: SyncVersion | undefined): Document {
   return { _id: id, [`${SYNC_STAMP_FIELD}.v`]: version ?? { $exists: false } };
-}
-
-/** The update that turns the local document into `content` stamped with `stamp` ($set, and $unset of dropped fields). */
-function driverStateUpdate(local: Document, content: Document, stamp: SyncStamp): Document {
-  const removed = Object.keys(local).filter((k) => !(k in content) && k !== SYNC_STAMP_FIELD);
-  const update: Document = { $set: { ...withoutId(content), [SYNC_STAMP_FIELD]: stamp } };
-  if (removed.length) update.$unset = Object.fromEntries(removed.map((k) => [k, '']));
-  return update;
-}
-
-function withoutId(doc: Document): Document {
-  const { _id, ...rest } = doc;
-  return rest;
 }
 
 function sameState(
