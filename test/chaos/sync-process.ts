@@ -105,12 +105,17 @@ export class SyncProcess {
     }
   }
 
-  /** The last lines of the process log. */
-  tail(lines = 40): string {
+  /** The whole process log (every start so far). */
+  logText(): string {
     try {
-      return readFileSync(this.logPath, 'utf8').split('\n').slice(-lines).join('\n');
+      return readFileSync(this.logPath, 'utf8');
     } catch {
       return '';
     }
+  }
+
+  /** The last lines of the process log. */
+  tail(lines = 40): string {
+    return this.logText().split('\n').slice(-lines).join('\n');
   }
 }
