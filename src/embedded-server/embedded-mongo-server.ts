@@ -1,4 +1,4 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -127,6 +127,22 @@ export function sweepStaleServerDirs(): string[] {
 /** The directory under which every embedded server keeps its files. */
 export function embeddedServerTempRoot(): string {
   return TEMP_ROOT;
+}
+
+/**
+ * Installs the pinned SecantusDB into the project's virtual environment when
+ * it is missing (the installer returns at once when it is there), so the
+ * service and the dev servers start on a fresh clone with nothing set up by
+ * hand. A venv given by SYNC_TEST_SERVER_VENV is the user's to install.
+ */
+export function ensureTestServerInstalled(): void {
+  if (process.env.SYNC_TEST_SERVER_VENV) return;
+  const installer = join(PROJECT_ROOT, 'scripts', 'install-test-server.js');
+  const result = spawnSync(process.execPath, [installer], { stdio: 'inherit' });
+  if (result.status !== 0)
+    throw new Error(
+      `could not install the SecantusDB test server (${installer} exited with ${result.status ?? result.error?.message})`,
+    );
 }
 
 export function defaultPythonPath(): string {

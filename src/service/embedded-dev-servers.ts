@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import {
   EmbeddedMongoServer,
+  ensureTestServerInstalled,
   sweepStaleServerDirs,
 } from '../embedded-server/embedded-mongo-server';
 
@@ -31,6 +32,7 @@ export class EmbeddedDevServers implements OnApplicationShutdown {
   ) {}
 
   static async start(options: EmbeddedDevServersOptions): Promise<EmbeddedDevServers> {
+    ensureTestServerInstalled();
     const dataDir = resolve(options.dataDir);
     // Temp directories of runs killed with SIGKILL (the data directory is never touched).
     sweepStaleServerDirs();
