@@ -88,8 +88,6 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
   private startup?: Promise<void>;
   private captureCaughtUp: Promise<void> = Promise.resolve();
   private listenerWaitsForCapture = false;
-  /** The change stream, or the plugin's dirty markers on a standalone server (chosen at start). */
-  private capture: LocalCapture;
   private readonly unsubscribe: (() => void)[] = [];
   thresholds: HealthThresholds = {
     maxLagMs: 30_000,
@@ -111,8 +109,11 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     private readonly lease: LeaseService,
     private readonly markerCapture: DirtyMarkerCaptureService,
     private readonly captureMode: CaptureModeService,
-  ) {
-    this.capture = streamCapture;
+  ) {}
+
+  /** The change stream, or the plugin's dirty markers on a standalone server (chosen at start). */
+  private get capture(): LocalCapture {
+    return this.captureMode.active;
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -136,8 +137,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     this.started = true;
     await this.origin.initialize();
     // Every process, standbys too: the plugin records writes only in plugin mode.
-    const mode = await this.captureMode.resolve();
-    this.capture = mode === 'mongoose-plugin' ? this.markerCapture : this.streamCapture;
+    await this.captureMode.resolve();
     if (!this.started) return; // stopped meanwhile
     this.unsubscribe.push(
       this.lease.onAcquired(() => this.startWorkers()),

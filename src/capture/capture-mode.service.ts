@@ -3,6 +3,9 @@ import { SYNC_CONFIG } from '../bidirectional-sync.constants';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import type { LocalCaptureMode } from '../config/sync-options.interface';
 import { SyncStoresService } from '../metadata/sync-stores.service';
+import { DirtyMarkerCaptureService } from './dirty-marker-capture.service';
+import type { LocalCapture } from './local-capture.interface';
+import { LocalChangeCaptureService } from './local-change-capture.service';
 import { syncCaptureChannel, syncCapturePlugin } from './sync-capture.plugin';
 
 /**
@@ -22,7 +25,14 @@ export class CaptureModeService {
   constructor(
     @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
     private readonly stores: SyncStoresService,
+    private readonly streamCapture: LocalChangeCaptureService,
+    private readonly markerCapture: DirtyMarkerCaptureService,
   ) {}
+
+  /** The capture of the chosen mode (the change stream until a mode is chosen). */
+  get active(): LocalCapture {
+    return this.current === 'mongoose-plugin' ? this.markerCapture : this.streamCapture;
+  }
 
   /** The mode in use, once resolved. */
   get mode(): LocalCaptureMode | undefined {

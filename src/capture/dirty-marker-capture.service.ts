@@ -84,7 +84,6 @@ export class DirtyMarkerCaptureService implements LocalCapture {
     this.state.running = true;
     // A write recorded in this process is captured at once, not at the next interval.
     this.unsubscribe = syncCaptureChannel(this.stores.connection).onRecorded(() => this.pollSoon());
-    this.capture.catchUpWith(this);
     this.loop = this.run().finally(() => {
       this.state.running = false;
       this.state.connected = false;
@@ -94,7 +93,6 @@ export class DirtyMarkerCaptureService implements LocalCapture {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    this.capture.catchUpWith(undefined);
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     this.wake?.();

@@ -10,6 +10,7 @@ import {
 import { ChangeStreamTailer } from '../common/change-stream-tailer';
 import { compareVersions, maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
 import {
+  documentKeyOf,
   documentRef,
   idKey,
   readStamp,
@@ -43,7 +44,7 @@ export type DataEvent = ChangeStreamDocument & {
 export function lastEventPerDocument<E extends DataEvent>(events: E[]): E[] {
   const latest = new Map<string, E>();
   for (const e of events) {
-    const key = `${e.ns.coll}\u0000${idKey(e.documentKey._id)}`;
+    const key = documentKeyOf(e.ns.coll, e.documentKey._id);
     const earlier = latest.get(key);
     latest.delete(key); // re-inserted below: the map keeps the order of last events
     latest.set(key, earlier ? mergeInto(earlier, e) : e);
@@ -82,8 +83,6 @@ function mergeInto<E extends DataEvent>(earlier: E, later: E): E {
 export class LocalChangeCaptureService implements LocalCapture {
   private readonly logger = new Logger(LocalChangeCaptureService.name);
   private tailer?: ChangeStreamTailer;
-  /** The capture feeding captureBatch when no change stream runs (plugin mode). */
-  private markerCapture?: LocalCapture;
 
   constructor(
     @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
@@ -157,12 +156,7 @@ export class LocalChangeCaptureService implements LocalCapture {
 
   /** Resolves once every local write made before the call has been captured (or capture stopped). */
   caughtUp(): Promise<void> {
-    return this.tailer?.caughtUp() ?? this.markerCapture?.caughtUp() ?? Promise.resolve();
-  }
-
-  /** Plugin mode: `caughtUp()` answers for the capture that feeds captureBatch instead of the stream. */
-  catchUpWith(capture: LocalCapture | undefined): void {
-    this.markerCapture = capture;
+    return this.tailer?.caughtUp() ?? Promise.resolve();
   }
 
   /** Turns local change events into outbox entries and stamps. Idempotent on replay. */

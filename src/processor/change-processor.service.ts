@@ -24,6 +24,7 @@ import {
   SyncVersion,
 } from '../common/hybrid-logical-clock';
 import {
+  documentKeyOf,
   documentRef,
   idKey,
   readStamp,
@@ -33,7 +34,7 @@ import {
   withoutStamp,
 } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
-import { LocalChangeCaptureService } from '../capture/local-change-capture.service';
+import { CaptureModeService } from '../capture/capture-mode.service';
 import { ConflictResolverService } from '../conflict/conflict-resolver.service';
 import { mergeFieldLevel } from '../conflict/field-level-merge';
 import { InvalidChangeError, redactMessage } from '../errors/sync.errors';
@@ -97,7 +98,7 @@ export class ChangeProcessorService {
     private readonly conflicts: ConflictResolverService,
     private readonly monitor: MonitorService,
     private readonly events: EventEmitter2,
-    private readonly capture: LocalChangeCaptureService,
+    private readonly captureMode: CaptureModeService,
   ) {}
 
   /** Main entry point for one Atlas change event. */
@@ -123,7 +124,7 @@ export class ChangeProcessorService {
         } else if (kind === 'plain-delete') plainDeletes.push(change);
         else {
           incoming.push(kind);
-          const key = `${kind.collection}\u0000${idKey(kind.id)}`;
+          const key = documentKeyOf(kind.collection, kind.id);
           newestSeen.set(key, maxVersion(newestSeen.get(key), kind.stamp.v)!);
         }
       } catch (err) {
@@ -320,7 +321,7 @@ export class ChangeProcessorService {
     // A host write the capture has not recorded yet is invisible in the local
     // state (its stamp is still the old one): applying over it would lose it.
     // So the capture first records every local write made before this batch.
-    await this.capture.caughtUp();
+    await this.captureMode.active.caughtUp();
     for (const [collection, list] of groupBy(changes, (c) => c.collection)) {
       // State-based: within a batch only the newest state of each document matters.
       const newest = new Map<string, IncomingChange>();
@@ -755,7 +756,7 @@ function lastAtlasVersionSeen(
 
 function eventKey(change: ChangeStreamDocument): string {
   const c = change as { ns?: { coll?: string }; documentKey?: { _id?: unknown } };
-  return `${c.ns?.coll}\u0000${idKey(c.documentKey?._id)}`;
+  return documentKeyOf(c.ns?.coll ?? '', c.documentKey?._id);
 }
 
 export function versionFromClusterTime(clusterTime: Timestamp | undefined): SyncVersion {
