@@ -64,6 +64,7 @@ export class SyncApiService {
   async conflicts(query: ConflictsQueryDto): Promise<ConflictsResponseDto> {
     const { total, records } = await this.engine.conflicts.getConflicts({
       limit: query.limit,
+      offset: query.offset,
       collection: query.collection,
       since: query.since ? new Date(query.since) : undefined,
     });

@@ -106,7 +106,7 @@ export class SyncController {
   @Get('conflicts')
   @SyncApiAccess('read')
   @Header('Cache-Control', 'no-store')
-  @ApiOperation({ summary: 'Recorded conflicts, newest first (limit, collection, since)' })
+  @ApiOperation({ summary: 'Recorded conflicts, newest first (limit, offset, collection, since)' })
   @ApiOkResponse({ type: ConflictsResponseDto })
   @ApiBadRequestResponse({ description: 'Invalid or unknown query parameter' })
   conflicts(@Query() query: ConflictsQueryDto): Promise<ConflictsResponseDto> {

@@ -18,6 +18,8 @@ export interface ConflictRecord {
 
 export interface ConflictQuery {
   limit?: number;
+  /** Matching records to skip first (newest first), for paging. */
+  offset?: number;
   collection?: string;
   since?: Date;
 }
@@ -43,7 +45,8 @@ export class ConflictRepository {
       this.collection.countDocuments(filter),
       this.collection
         .find(filter, { projection: { _id: 0 } })
-        .sort({ resolvedAt: -1 })
+        .sort({ resolvedAt: -1, _id: -1 })
+        .skip(query.offset ?? 0)
         .limit(query.limit ?? 50)
         .toArray(),
     ]);

@@ -10,7 +10,7 @@ import { findFreePort } from '../../src/embedded-server/embedded-mongo-server';
 import { SYNC_HEALTH_ENV_VARIABLES } from '../../src/health/sync-health.options';
 import { loadServiceConfig, usesEmbeddedServers } from '../../src/service/service-config';
 import { createServiceLogger } from '../../src/service/service-logger';
-import { usingExternalServers, waitFor } from '../support/mongo-harness';
+import { describeUnless, needsEmbeddedServers, waitFor } from '../support/mongo-harness';
 import { pidAlive, secantusProcessesOf } from '../support/process-probe';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -20,149 +20,144 @@ const API_KEY = 'service-key-0123456789abcdef';
  * Runs the service as the README does (`npm start` = ensure-build, then
  * `node dist/main.js`) with no URIs, so it starts its embedded dev servers.
  */
-(usingExternalServers ? describe.skip : describe)(
-  'the runnable service (node dist/main.js)',
-  () => {
-    let child: ChildProcess | undefined;
-    let workDir: string;
-    let output = '';
-    const clients: MongoClient[] = [];
-    const ports = { http: 0, local: 0, atlas: 0 };
-    const url = () => `http://127.0.0.1:${ports.http}`;
+describeUnless(needsEmbeddedServers)('the runnable service (node dist/main.js)', () => {
+  let child: ChildProcess | undefined;
+  let workDir: string;
+  let output = '';
+  const clients: MongoClient[] = [];
+  const ports = { http: 0, local: 0, atlas: 0 };
+  const url = () => `http://127.0.0.1:${ports.http}`;
 
-    beforeAll(async () => {
-      const build = spawnSync(process.execPath, ['scripts/ensure-build.js'], {
-        cwd: ROOT,
-        encoding: 'utf8',
-        timeout: 120_000,
-      });
-      if (build.status !== 0) throw new Error(`build failed: ${build.stdout}\n${build.stderr}`);
-
-      workDir = mkdtempSync(join(tmpdir(), 'sync-service-'));
-      ports.http = await findFreePort();
-      ports.local = await findFreePort();
-      ports.atlas = await findFreePort();
-      child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
-        // A clean working directory: no .env of the developer, data under workDir.
-        cwd: workDir,
-        env: {
-          PATH: process.env.PATH,
-          SYNC_TEST_SERVER_VENV: process.env.SYNC_TEST_SERVER_VENV,
-          PORT: String(ports.http),
-          HOST: '127.0.0.1',
-          LOCAL_MONGODB_URI: '',
-          ATLAS_MONGODB_URI: '',
-          EMBEDDED_LOCAL_PORT: String(ports.local),
-          EMBEDDED_ATLAS_PORT: String(ports.atlas),
-          EMBEDDED_DATA_DIR: join(workDir, 'data'),
-          BIDIRECTIONAL_SYNC_ENABLED: 'true',
-          SYNC_API_KEY: API_KEY,
-          LOG_FORMAT: 'json',
-          SHUTDOWN_TIMEOUT_MS: '10000',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      child.stdout!.on('data', (d) => (output += d));
-      child.stderr!.on('data', (d) => (output += d));
-      await waitFor(
-        async () => {
-          if (child!.exitCode !== null) throw new Error(`service exited: ${output}`);
-          const res = await request(url()).get('/api/sync/bidirectional/health');
-          return res.status === 200 && res.body.health === 'healthy';
-        },
-        { timeoutMs: 30_000, intervalMs: 200, message: 'service healthy' },
-      ).catch((err) => {
-        throw new Error(`${err.message}\n--- service output ---\n${output}`);
-      });
-    }, 150_000);
-
-    afterAll(async () => {
-      await Promise.all(clients.map((c) => c.close(true)));
-      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      if (workDir) rmSync(workDir, { recursive: true, force: true });
+  beforeAll(async () => {
+    const build = spawnSync(process.execPath, ['scripts/ensure-build.js'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 120_000,
     });
+    if (build.status !== 0) throw new Error(`build failed: ${build.stdout}\n${build.stderr}`);
 
-    const connect = async (port: number) => {
-      const client = await MongoClient.connect(
-        `mongodb://127.0.0.1:${port}/?directConnection=true`,
-      );
-      clients.push(client);
-      return client.db('app');
-    };
-
-    it('says plainly that it runs against embedded dev servers, in JSON log lines', () => {
-      const lines = output.split('\n').filter(Boolean);
-      const parsed = lines.map((l) => JSON.parse(l));
-      expect(parsed.every((l) => typeof l.level === 'string' && 'message' in l)).toBe(true);
-      const notice = parsed.find((l) => /EMBEDDED DEVELOPMENT SERVERS/.test(l.message));
-      expect(notice).toMatchObject({ level: 'warn' });
-      expect(notice.message).toContain(`127.0.0.1:${ports.local}`);
-      expect(notice.message).toContain(`127.0.0.1:${ports.atlas}`);
+    workDir = mkdtempSync(join(tmpdir(), 'sync-service-'));
+    ports.http = await findFreePort();
+    ports.local = await findFreePort();
+    ports.atlas = await findFreePort();
+    child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
+      // A clean working directory: no .env of the developer, data under workDir.
+      cwd: workDir,
+      env: {
+        PATH: process.env.PATH,
+        SYNC_TEST_SERVER_VENV: process.env.SYNC_TEST_SERVER_VENV,
+        PORT: String(ports.http),
+        HOST: '127.0.0.1',
+        LOCAL_MONGODB_URI: '',
+        ATLAS_MONGODB_URI: '',
+        EMBEDDED_LOCAL_PORT: String(ports.local),
+        EMBEDDED_ATLAS_PORT: String(ports.atlas),
+        EMBEDDED_DATA_DIR: join(workDir, 'data'),
+        BIDIRECTIONAL_SYNC_ENABLED: 'true',
+        SYNC_API_KEY: API_KEY,
+        LOG_FORMAT: 'json',
+        SHUTDOWN_TIMEOUT_MS: '10000',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-
-    it('syncs local changes to Atlas and Atlas changes to local', async () => {
-      const local = await connect(ports.local);
-      const atlas = await connect(ports.atlas);
-      const a = new ObjectId();
-      await local.collection('menuitems').insertOne({ _id: a, name: 'Flat white', price: 22 });
-      await waitFor(() => atlas.collection('menuitems').findOne({ _id: a }), {
-        message: 'local insert on Atlas',
-      });
-      const b = new ObjectId();
-      await atlas.collection('menuitems').insertOne({ _id: b, name: 'Chai' });
-      await waitFor(() => local.collection('menuitems').findOne({ _id: b }), {
-        message: 'Atlas insert locally',
-      });
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
+    await waitFor(
+      async () => {
+        if (child!.exitCode !== null) throw new Error(`service exited: ${output}`);
+        const res = await request(url()).get('/api/sync/bidirectional/health');
+        return res.status === 200 && res.body.health === 'healthy';
+      },
+      { timeoutMs: 30_000, intervalMs: 200, message: 'service healthy' },
+    ).catch((err) => {
+      throw new Error(`${err.message}\n--- service output ---\n${output}`);
     });
+  }, 150_000);
 
-    it('serves the API, the Terminus readiness check and the OpenAPI description', async () => {
-      const metrics = await request(url()).get('/api/sync/bidirectional/metrics').expect(200);
-      expect(metrics.body.localToAtlas.successful).toBeGreaterThanOrEqual(1);
-      const ready = await request(url()).get('/health').expect(200);
-      expect(ready.body).toMatchObject({
-        status: 'ok',
-        info: {
-          localMongo: { status: 'up' },
-          atlasMongo: { status: 'up' },
-          bidirectionalSync: { status: 'up', health: 'healthy' },
-        },
-      });
-      const docs = await request(url()).get('/api/docs-json').expect(200);
-      expect(Object.keys(docs.body.paths)).toEqual(
-        expect.arrayContaining([
-          '/api/sync/bidirectional/health',
-          '/api/sync/bidirectional/metrics',
-          '/api/sync/bidirectional/metrics/prometheus',
-          '/api/sync/bidirectional/conflicts',
-          '/api/sync/bidirectional/toggle',
-        ]),
-      );
-      await request(url())
-        .post('/api/sync/bidirectional/toggle')
-        .set('x-api-key', API_KEY)
-        .send({ enabled: true })
-        .expect(200, { success: true, enabled: true, message: 'Bidirectional sync enabled' });
-    });
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close(true)));
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+  });
 
-    it('stops cleanly on SIGTERM, leaving no process behind', async () => {
-      const pid = child!.pid!;
-      const servers = secantusProcessesOf(pid);
-      expect(servers).toHaveLength(2);
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((ok) =>
-        child!.once('exit', (code, signal) => ok({ code, signal })),
-      );
-      const started = Date.now();
-      child!.kill('SIGTERM');
-      const { code, signal } = await exited;
-      expect(Date.now() - started).toBeLessThan(12_000);
-      expect(code === 0 || signal === 'SIGTERM').toBe(true);
-      expect(output).toMatch(/Sync stopped/);
-      expect(output).not.toMatch(/"level":"(error|fatal)"/);
-      await waitFor(() => servers.every((p) => !pidAlive(p)), { message: 'dev servers gone' });
-      expect(secantusProcessesOf(pid)).toEqual([]);
+  const connect = async (port: number) => {
+    const client = await MongoClient.connect(`mongodb://127.0.0.1:${port}/?directConnection=true`);
+    clients.push(client);
+    return client.db('app');
+  };
+
+  it('says plainly that it runs against embedded dev servers, in JSON log lines', () => {
+    const lines = output.split('\n').filter(Boolean);
+    const parsed = lines.map((l) => JSON.parse(l));
+    expect(parsed.every((l) => typeof l.level === 'string' && 'message' in l)).toBe(true);
+    const notice = parsed.find((l) => /EMBEDDED DEVELOPMENT SERVERS/.test(l.message));
+    expect(notice).toMatchObject({ level: 'warn' });
+    expect(notice.message).toContain(`127.0.0.1:${ports.local}`);
+    expect(notice.message).toContain(`127.0.0.1:${ports.atlas}`);
+  });
+
+  it('syncs local changes to Atlas and Atlas changes to local', async () => {
+    const local = await connect(ports.local);
+    const atlas = await connect(ports.atlas);
+    const a = new ObjectId();
+    await local.collection('menuitems').insertOne({ _id: a, name: 'Flat white', price: 22 });
+    await waitFor(() => atlas.collection('menuitems').findOne({ _id: a }), {
+      message: 'local insert on Atlas',
     });
-  },
-);
+    const b = new ObjectId();
+    await atlas.collection('menuitems').insertOne({ _id: b, name: 'Chai' });
+    await waitFor(() => local.collection('menuitems').findOne({ _id: b }), {
+      message: 'Atlas insert locally',
+    });
+  });
+
+  it('serves the API, the Terminus readiness check and the OpenAPI description', async () => {
+    const metrics = await request(url()).get('/api/sync/bidirectional/metrics').expect(200);
+    expect(metrics.body.localToAtlas.successful).toBeGreaterThanOrEqual(1);
+    const ready = await request(url()).get('/health').expect(200);
+    expect(ready.body).toMatchObject({
+      status: 'ok',
+      info: {
+        localMongo: { status: 'up' },
+        atlasMongo: { status: 'up' },
+        bidirectionalSync: { status: 'up', health: 'healthy' },
+      },
+    });
+    const docs = await request(url()).get('/api/docs-json').expect(200);
+    expect(Object.keys(docs.body.paths)).toEqual(
+      expect.arrayContaining([
+        '/api/sync/bidirectional/health',
+        '/api/sync/bidirectional/metrics',
+        '/api/sync/bidirectional/metrics/prometheus',
+        '/api/sync/bidirectional/conflicts',
+        '/api/sync/bidirectional/toggle',
+      ]),
+    );
+    await request(url())
+      .post('/api/sync/bidirectional/toggle')
+      .set('x-api-key', API_KEY)
+      .send({ enabled: true })
+      .expect(200, { success: true, enabled: true, message: 'Bidirectional sync enabled' });
+  });
+
+  it('stops cleanly on SIGTERM, leaving no process behind', async () => {
+    const pid = child!.pid!;
+    const servers = secantusProcessesOf(pid);
+    expect(servers).toHaveLength(2);
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((ok) =>
+      child!.once('exit', (code, signal) => ok({ code, signal })),
+    );
+    const started = Date.now();
+    child!.kill('SIGTERM');
+    const { code, signal } = await exited;
+    expect(Date.now() - started).toBeLessThan(12_000);
+    expect(code === 0 || signal === 'SIGTERM').toBe(true);
+    expect(output).toMatch(/Sync stopped/);
+    expect(output).not.toMatch(/"level":"(error|fatal)"/);
+    await waitFor(() => servers.every((p) => !pidAlive(p)), { message: 'dev servers gone' });
+    expect(secantusProcessesOf(pid)).toEqual([]);
+  });
+});
 
 describe('service configuration and logging', () => {
   it('reads the variables with their defaults and names every bad one', () => {

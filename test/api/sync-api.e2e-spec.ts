@@ -184,6 +184,15 @@ describe('sync API over HTTP: endpoints, shapes, validation and API key', () => 
     const limited = await device.http.get(`${BASE}/conflicts?limit=1`).expect(200);
     expect(limited.body.totalConflicts).toBe(3);
     expect(limited.body.recentConflicts).toHaveLength(1);
+    // Paging: limit + offset walk the same newest-first order without overlap.
+    const pages = [];
+    for (let offset = 0; offset < 4; offset += 2) {
+      const page = await device.http.get(`${BASE}/conflicts`).query({ limit: 2, offset });
+      expect(page.status).toBe(200);
+      expect(page.body.totalConflicts).toBe(3);
+      pages.push(...page.body.recentConflicts.map((c: any) => c.documentId));
+    }
+    expect(pages).toEqual(all.body.recentConflicts.map((c: any) => c.documentId));
 
     const orders = await device.http.get(`${BASE}/conflicts?collection=orders`).expect(200);
     expect(orders.body).toMatchObject({
@@ -208,6 +217,8 @@ describe('sync API over HTTP: endpoints, shapes, validation and API key', () => 
     ['limit=501', /limit must not be greater than 500/],
     ['limit=abc', /limit must be an integer/],
     ['limit=2.5', /limit must be an integer/],
+    ['offset=-1', /offset must not be less than 0/],
+    ['offset=x', /offset must be an integer/],
     ['since=yesterday', /since must be an ISO 8601 date/],
     ['since=2025-13-45', /since must be an ISO 8601 date/],
     ['collection=%24where', /collection must be a collection name/],

@@ -8,7 +8,8 @@ import { ROOT } from '../support/cli-runner';
 import {
   MongoHarness,
   TestMongoServer,
-  usingExternalServers,
+  describeUnless,
+  needsEmbeddedServers,
   waitFor,
 } from '../support/mongo-harness';
 import { prng, seedFrom } from '../support/prng';
@@ -40,8 +41,8 @@ const COLLECTION = 'items';
 
 type Fault = 'kill' | 'atlas-restart' | 'cut' | 'block' | 'history-loss';
 
-(usingExternalServers ? describe.skip : describe)(
-  `chaos (seed ${SEED}; replay with SYNC_CHAOS_SEED=${SEED}) [skipped with SYNC_TEST_MONGODB_URIS: needs server control]`,
+describeUnless(needsEmbeddedServers)(
+  `chaos (seed ${SEED}; replay with SYNC_CHAOS_SEED=${SEED})`,
   () => {
     const harness = new MongoHarness();
     let workDir: string;

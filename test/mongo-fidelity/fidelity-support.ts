@@ -1,5 +1,11 @@
 import { ChangeStream, ChangeStreamDocument, Document, MongoClient } from 'mongodb';
-import { MongoHarness, uniqueDbName, usingExternalServers } from '../support/mongo-harness';
+import {
+  itUnless,
+  MongoHarness,
+  needsEmbeddedServers,
+  uniqueDbName,
+  usingExternalServers,
+} from '../support/mongo-harness';
 
 /**
  * Shared helpers of the MongoDB fidelity suite. Every behaviour the sync
@@ -22,7 +28,7 @@ export async function serverFlavour(client: MongoClient): Promise<ServerFlavour>
  * (tiny oplog, no heartbeat) or a SecantusDB-only admin command; `it.skip` when
  * the suite runs against external servers, whose options a test cannot choose.
  */
-export const itEmbeddedOnly: jest.It = usingExternalServers ? it.skip : it;
+export const itEmbeddedOnly: jest.It = itUnless(needsEmbeddedServers);
 
 /** How long one empty `getMore` may wait on the server. Keeps idle polls short. */
 export const AWAIT_MS = 200;

@@ -31,12 +31,44 @@ const externalUris = (process.env.SYNC_TEST_MONGODB_URIS ?? '')
 /** True when the suites run against external servers given by SYNC_TEST_MONGODB_URIS. */
 export const usingExternalServers = externalUris.length > 0;
 
+const withReason = (name: string, reason: string) => `${name} [skipped: ${reason}]`;
+
 /**
- * `it` when the harness can stop and restart servers, otherwise `it.skip`
- * (external replica sets cannot be stopped by a test). Use it for tests that
- * need server control; the skip reason is in the test title.
+ * `it`, or, when `reason` is given, `it.skip` with the reason appended to every
+ * title (also through `.each`), so a skipped test always says why.
  */
-export const itWithServerControl: jest.It = usingExternalServers ? it.skip : it;
+export function itUnless(reason: string | undefined): jest.It {
+  if (!reason) return it;
+  const skip = ((name: string, ...rest: [any?, number?]) =>
+    it.skip(withReason(name, reason), ...rest)) as unknown as jest.It;
+  return Object.assign(skip, {
+    ...it,
+    skip,
+    each: ((...table: unknown[]) =>
+      (name: string, ...rest: [any?, number?]) =>
+        (it.skip.each as any)(...table)(withReason(name, reason), ...rest)) as jest.Each,
+  });
+}
+
+/** `describe`, or `describe.skip` with the reason in the title when `reason` is given. */
+export function describeUnless(reason: string | undefined): jest.Describe {
+  if (!reason) return describe;
+  const skip = ((name: string, fn: () => void) =>
+    describe.skip(withReason(name, reason), fn)) as unknown as jest.Describe;
+  return Object.assign(skip, { ...describe, skip });
+}
+
+const EXTERNAL_SERVERS =
+  'SYNC_TEST_MONGODB_URIS is set and a test cannot stop, restart or configure external servers';
+
+/** The skip reason for tests that need the embedded servers, when the suites run on external ones. */
+export const needsEmbeddedServers = usingExternalServers ? EXTERNAL_SERVERS : undefined;
+
+/**
+ * `it` when the harness can stop and restart servers; skipped with the reason
+ * in the title on external replica sets, which a test cannot stop.
+ */
+export const itWithServerControl: jest.It = itUnless(needsEmbeddedServers);
 
 let externalCursor = 0;
 

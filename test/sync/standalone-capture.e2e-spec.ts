@@ -4,12 +4,17 @@ import { SYNC_COLLECTIONS } from '../../src/bidirectional-sync.constants';
 import { documentKeyOf } from '../../src/common/sync-stamp';
 import { SyncCaptureError } from '../../src/errors/sync.errors';
 import { serverFlavour } from '../mongo-fidelity/fidelity-support';
-import { usingExternalServers, waitFor } from '../support/mongo-harness';
+import {
+  itUnless,
+  needsEmbeddedServers,
+  usingExternalServers,
+  waitFor,
+} from '../support/mongo-harness';
 import { SyncCluster } from '../support/sync-cluster';
 import { MenuItem } from '../support/sync-device';
 
 /** Needs the embedded server's `--standalone` flag (external servers are replica sets). */
-const itStandaloneServer: jest.It = usingExternalServers ? it.skip : it;
+const itStandaloneServer: jest.It = itUnless(needsEmbeddedServers);
 
 /**
  * Device 0's local MongoDB is a standalone server (no change streams): its

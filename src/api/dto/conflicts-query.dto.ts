@@ -12,6 +12,19 @@ export class ConflictsQueryDto {
   @Max(500)
   limit: number = 50;
 
+  @ApiPropertyOptional({
+    minimum: 0,
+    maximum: 100000,
+    default: 0,
+    description: 'Skip this many matching conflicts first (the next page: offset += limit)',
+  })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(100_000)
+  offset: number = 0;
+
   @ApiPropertyOptional({ example: 'menuitems', description: 'Only conflicts of this collection' })
   @IsOptional()
   @IsString()
