@@ -7,6 +7,7 @@
  */
 import type { MongoClient } from 'mongodb';
 import { SyncStoresService } from '../src/metadata/sync-stores.service';
+import { MonitorService } from '../src/monitor/monitor.service';
 import { SyncDevice } from '../test/support/sync-device';
 import type { ChildMessage, CommandStats, DeviceSpec, ParentMessage } from './lib/protocol';
 
@@ -29,6 +30,15 @@ function sample(): void {
     heapUsed: mem.heapUsed,
     cpuUser: cpu.user,
     cpuSystem: cpu.system,
+    synced: devices.reduce(
+      (sum, d) => {
+        const m = d.get(MonitorService).getDirectionalMetrics();
+        sum.localToAtlas += m.localToAtlas.successful;
+        sum.atlasToLocal += m.atlasToLocal.successful;
+        return sum;
+      },
+      { localToAtlas: 0, atlasToLocal: 0 },
+    ),
   });
 }
 
@@ -66,8 +76,8 @@ function monitor(client: MongoClient, side: string): void {
 }
 
 /** Waits until both streams run and both resume tokens are stored (offline/online cycles rely on them). */
-async function ready(device: SyncDevice, instanceId: string): Promise<void> {
-  const deadline = Date.now() + 120_000;
+async function ready(device: SyncDevice, instanceId: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     const health = await device.sync.checkBidirectionalHealth();
     const tokens = await device.db.collection<{ _id: string }>('_sync_metadata').countDocuments({
@@ -80,12 +90,17 @@ async function ready(device: SyncDevice, instanceId: string): Promise<void> {
       tokens === 2
     )
       return;
-    if (Date.now() > deadline) throw new Error(`device ${instanceId} not ready after 120 s`);
+    if (Date.now() > deadline)
+      throw new Error(`device ${instanceId} not ready after ${timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
-async function startDevice(spec: DeviceSpec, monitorCommands: boolean): Promise<void> {
+async function startDevice(
+  spec: DeviceSpec,
+  monitorCommands: boolean,
+  readyTimeoutMs: number,
+): Promise<void> {
   const device = await SyncDevice.start({
     localUri: monitorCommands ? withMonitoring(spec.localUri) : spec.localUri,
     localDbName: spec.localDbName,
@@ -99,14 +114,16 @@ async function startDevice(spec: DeviceSpec, monitorCommands: boolean): Promise<
     monitor(device.connection.getClient() as unknown as MongoClient, 'local');
     monitor(device.get(SyncStoresService).atlasClient, 'atlas');
   }
-  await ready(device, spec.instanceId);
+  await ready(device, spec.instanceId, readyTimeoutMs);
 }
 
 async function start(msg: Extract<ParentMessage, { type: 'start' }>): Promise<void> {
   const t0 = performance.now();
   for (let i = 0; i < msg.devices.length; i += msg.concurrency) {
     await Promise.all(
-      msg.devices.slice(i, i + msg.concurrency).map((d) => startDevice(d, msg.monitorCommands)),
+      msg.devices
+        .slice(i, i + msg.concurrency)
+        .map((d) => startDevice(d, msg.monitorCommands, msg.readyTimeoutMs)),
     );
   }
   send({

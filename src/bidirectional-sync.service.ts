@@ -243,10 +243,9 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     const listener = this.listener.status;
     const capture = this.capture.status;
     const drainer = this.drainer.status;
-    const [queueSize, oldest] = await Promise.all([
-      this.outbox.count().catch(() => -1),
-      this.outbox.oldestEnqueuedAt().catch(() => undefined),
-    ]);
+    const outbox = await this.outbox.summary().catch(() => undefined);
+    const queueSize = outbox?.depth ?? -1;
+    const oldest = outbox?.oldestEnqueuedAt;
     const now = Date.now();
     const lag = {
       localToAtlas: oldest

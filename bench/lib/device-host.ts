@@ -12,6 +12,8 @@ export interface HostOptions {
   /** Devices started at once (fan-in). */
   concurrency?: number;
   readyTimeoutMs?: number;
+  /** Called with every sample, from the process's start (before it is ready). */
+  onSample?: (sample: ProcSample) => void;
 }
 
 export interface Footprint {
@@ -69,7 +71,10 @@ export class DeviceHost {
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     void this.exited.then(() => live.delete(this));
     this.child.on('message', (m: ChildMessage) => {
-      if (m.type === 'sample') this.samples.push(m);
+      if (m.type === 'sample') {
+        this.samples.push(m);
+        options.onSample?.(m);
+      }
       if (m.type === 'error') this.lastError = m.message;
       for (const w of this.waiters) w(m);
     });
@@ -86,12 +91,14 @@ export class DeviceHost {
   ): Promise<DeviceHost> {
     const host = new DeviceHost(label, options);
     try {
-      const ready = await host.waitFor('ready', options.readyTimeoutMs ?? 180_000, () =>
+      const readyTimeoutMs = options.readyTimeoutMs ?? 180_000;
+      const ready = await host.waitFor('ready', readyTimeoutMs, () =>
         host.child.send({
           type: 'start',
           devices,
           concurrency: options.concurrency ?? 1,
           monitorCommands: !!options.monitorCommands,
+          readyTimeoutMs,
         }),
       );
       const r = ready as Extract<ChildMessage, { type: 'ready' }>;

@@ -21,10 +21,19 @@ export interface ProcSample {
   /** Cumulative CPU microseconds of the process. */
   cpuUser: number;
   cpuSystem: number;
+  /** Changes the process's devices synced so far (MonitorService `successful`, summed). */
+  synced: { localToAtlas: number; atlasToLocal: number };
 }
 
 export type ParentMessage =
-  | { type: 'start'; devices: DeviceSpec[]; concurrency: number; monitorCommands: boolean }
+  | {
+      type: 'start';
+      devices: DeviceSpec[];
+      concurrency: number;
+      monitorCommands: boolean;
+      /** How long each device may take to have both streams running. */
+      readyTimeoutMs: number;
+    }
   | { type: 'stats' }
   /** `graceful`: close the Nest applications (final push included); otherwise exit at once (a CPU profile is still written). */
   | { type: 'stop'; graceful: boolean };

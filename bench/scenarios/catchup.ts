@@ -1,7 +1,9 @@
 import type { Collection } from 'mongodb';
 import { BenchContext, deviceSpec, sleep, startHost } from '../lib/context';
 import type { DeviceHost, Footprint } from '../lib/device-host';
+import type { ProcSample } from '../lib/protocol';
 import { makeDoc, PeerStamper } from '../lib/docs';
+import { PollPacer } from '../lib/poll-pacer';
 import { CpuMeter, CpuShare } from '../lib/proc';
 import type { CommandStats } from '../lib/protocol';
 import { dropDatabases, uniqueDbName } from '../lib/servers';
@@ -23,6 +25,8 @@ export interface CatchupRun {
   /** Changes per second until converged (or changes synced per second until the cap). */
   rate: number;
   synced: number;
+  /** Resolution of the convergence times: the device's sample interval, or the longest gap between two paced count probes. */
+  probeResolutionMs: number;
   /** RSS of the device process while online and idle, before going offline. */
   idleRssMiB: number;
   footprint: Footprint;
@@ -98,37 +102,66 @@ export async function measureCatchup(
     }).begin();
     const epoch0 = Date.now();
     const t0 = performance.now();
-    const starting = startHost(
-      ctx,
-      `catchup-${label}`,
-      [spec],
-      profile ? { cpuProfileDir: ctx.profileDir, monitorCommands: true } : {},
-    );
+    const cap = t0 + ctx.args.catchupCapSeconds * 1000;
+    // Progress and the moment each direction completes come from the device's own
+    // counters (a sample every 200 ms, no server cost); counts on the servers confirm
+    // them, paced because on SecantusDB a count reads the whole collection.
+    const counted: { l2a?: number; a2l?: number } = {};
+    const progress: CatchupRun['progress'] = [];
+    const onSample = ({ synced: c }: ProcSample): void => {
+      const at = performance.now() - t0;
+      if (counted.l2a === undefined && c.localToAtlas >= local) counted.l2a = at;
+      if (counted.a2l === undefined && c.atlasToLocal >= atlas) counted.a2l = at;
+      const second = Math.floor(at / 1000);
+      const entry = { second, localToAtlas: c.localToAtlas, atlasToLocal: c.atlasToLocal };
+      if (progress[progress.length - 1]?.second === second) progress[progress.length - 1] = entry;
+      else progress.push(entry);
+    };
+    const starting = startHost(ctx, `catchup-${label}`, [spec], {
+      // "Ready" (both streams running) comes only after the capture has read the local
+      // backlog; the device must not be killed for taking long at that.
+      readyTimeoutMs: (ctx.args.catchupCapSeconds + 60) * 1000,
+      onSample,
+      ...(profile ? { cpuProfileDir: ctx.profileDir, monitorCommands: true } : {}),
+    });
     let readyMs = NaN;
+    let startFailure: unknown;
     void starting.then(
       () => (readyMs = performance.now() - t0),
-      () => undefined,
+      (err) => (startFailure = err),
     );
-    const cap = t0 + ctx.args.catchupCapSeconds * 1000;
     let l2a: number | null = null;
     let a2l: number | null = null;
     let synced = 0;
-    const progress: CatchupRun['progress'] = [];
+    const pacer = new PollPacer(1000);
+    let confirmedByCounters = true;
+    let confirming = false;
     while (performance.now() < cap) {
-      const [onAtlas, onLocal] = await Promise.all([
-        atlasColl.estimatedDocumentCount(),
-        localColl.estimatedDocumentCount(),
-      ]);
-      const now = performance.now();
-      const up = onAtlas - atlas;
-      const down = onLocal - local;
-      synced = up + down;
-      const second = Math.floor((now - t0) / 1000);
-      if (!progress.length || progress[progress.length - 1].second < second)
-        progress.push({ second, localToAtlas: up, atlasToLocal: down });
-      if (l2a === null && up >= local) l2a = now - t0;
-      if (a2l === null && down >= atlas) a2l = now - t0;
-      if (l2a !== null && a2l !== null) break;
+      if (startFailure) throw startFailure;
+      const countersDone = counted.l2a !== undefined && counted.a2l !== undefined;
+      // The counters' times count only if the first count after them agrees.
+      const checkingCounters = countersDone && !confirming;
+      if (pacer.due() || checkingCounters) {
+        confirming ||= countersDone;
+        const timeOf = (counter: number | undefined, now: number): number =>
+          checkingCounters && counter !== undefined ? counter : now;
+        const [onAtlas, onLocal] = await pacer.probe(() =>
+          Promise.all([atlasColl.estimatedDocumentCount(), localColl.estimatedDocumentCount()]),
+        );
+        const now = performance.now() - t0;
+        const up = onAtlas - atlas;
+        const down = onLocal - local;
+        synced = up + down;
+        if (l2a === null && up >= local) {
+          l2a = timeOf(counted.l2a, now);
+          confirmedByCounters &&= checkingCounters;
+        }
+        if (a2l === null && down >= atlas) {
+          a2l = timeOf(counted.a2l, now);
+          confirmedByCounters &&= checkingCounters;
+        }
+        if (l2a !== null && a2l !== null) break;
+      }
       await sleep(100);
     }
     host = await starting;
@@ -149,6 +182,7 @@ export async function measureCatchup(
       atlasToLocalMs: a2l,
       rate: synced / elapsed,
       synced,
+      probeResolutionMs: confirmedByCounters ? 200 : pacer.maxGapMs,
       idleRssMiB,
       footprint,
       serverCpu,
@@ -165,7 +199,7 @@ export async function measureCatchup(
 }
 
 const describe = (r: CatchupRun) =>
-  `${r.n} changes: ${r.convergeMs === null ? `NOT converged within the cap (${r.synced}/${r.n} synced)` : `converged in ${(r.convergeMs / 1000).toFixed(1)} s`}, ` +
+  `${r.n} changes: ${r.convergeMs === null ? `NOT converged within the cap (${r.synced}/${r.n} synced)` : `converged in ${(r.convergeMs / 1000).toFixed(1)} s (±${(r.probeResolutionMs / 1000).toFixed(1)} s)`}, ` +
   `${r.rate.toFixed(0)} changes/s, RSS peak ${r.footprint.rssPeakMiB.toFixed(0)} MiB (idle ${r.idleRssMiB.toFixed(0)}), CPU ${r.footprint.cpuPercent.toFixed(0)}%`;
 
 export async function runCatchup(ctx: BenchContext): Promise<CatchupResult> {

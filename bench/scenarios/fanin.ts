@@ -1,6 +1,7 @@
 import { BenchContext, deviceSpec, sleep, startHost } from '../lib/context';
 import type { DeviceHost, Footprint } from '../lib/device-host';
 import { makeDoc } from '../lib/docs';
+import { PollPacer } from '../lib/poll-pacer';
 import { CpuMeter, CpuShare } from '../lib/proc';
 import { BenchServer, uniqueDbName } from '../lib/servers';
 import { LatencySummary, median, summarize } from '../lib/stats';
@@ -148,24 +149,26 @@ async function fanin(ctx: BenchContext, devices: number): Promise<FaninResult> {
       const doneAt: (number | null)[] = dbs.map(() => null);
       let atlasAt: number | null = null;
       const cap = tLast + ctx.args.faninCapSeconds * 1000;
+      const pacer = new PollPacer(250);
       while (performance.now() < cap && (doneAt.includes(null) || atlasAt === null)) {
-        const counts = await Promise.all(
-          dbs.map((d, i) =>
-            doneAt[i] !== null
-              ? total
-              : d.server.client.db(d.name).collection(coll).estimatedDocumentCount(),
+        const [counts, onAtlas] = await pacer.probe(async () => [
+          await Promise.all(
+            dbs.map((d, i) =>
+              doneAt[i] !== null
+                ? total
+                : d.server.client.db(d.name).collection(coll).estimatedDocumentCount(),
+            ),
           ),
-        );
-        const onAtlas =
           atlasAt === null
             ? await ctx.atlas.client.db(atlasDb).collection(coll).estimatedDocumentCount()
-            : total;
+            : total,
+        ]);
         const now = performance.now();
         counts.forEach((c, i) => {
           if (doneAt[i] === null && c >= total) doneAt[i] = now - tLast;
         });
         if (atlasAt === null && onAtlas >= total) atlasAt = now - tLast;
-        await sleep(250);
+        await pacer.untilDue();
       }
       const serverCpu = meter.end();
       const converged = doneAt.filter((x) => x !== null).length;

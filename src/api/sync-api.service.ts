@@ -38,10 +38,9 @@ export class SyncApiService {
   async metrics(): Promise<SyncMetricsResponseDto> {
     const m = this.engine.monitor.getDirectionalMetrics();
     const outbox = this.engine.outbox;
-    const [stats, depth, oldest] = await Promise.all([
+    const [stats, summary] = await Promise.all([
       this.engine.conflicts.getConflictStats().catch(() => undefined),
-      outbox.count().catch(() => null),
-      outbox.oldestEnqueuedAt().catch(() => undefined),
+      outbox.summary().catch(() => undefined),
     ]);
     return {
       localToAtlas: direction(m.localToAtlas),
@@ -52,8 +51,10 @@ export class SyncApiService {
         lastHour: stats?.lastHour ?? null,
         byWinner: m.conflicts.byWinner,
       },
-      outboxDepth: depth,
-      oldestPendingAgeMs: oldest ? Date.now() - oldest.getTime() : null,
+      outboxDepth: summary?.depth ?? null,
+      oldestPendingAgeMs: summary?.oldestEnqueuedAt
+        ? Date.now() - summary.oldestEnqueuedAt.getTime()
+        : null,
       deadLettered: m.deadLettered,
       reconnects: m.reconnects,
       staleRejected: m.staleRejected,

@@ -38,7 +38,8 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
       `Local database "${this.local.databaseName}", Atlas ${redactUri(this.config.atlasUri)} database "${this.atlas.databaseName}"`,
     );
     const outbox = this.local.collection(SYNC_COLLECTIONS.outbox);
-    await outbox.createIndex({ retryAt: 1, seq: 1 });
+    await outbox.createIndex({ retryAt: 1, seq: 1 }); // the drainer: due entries, oldest first
+    await outbox.createIndex({ seq: 1 }); // health: the oldest pending entry
     const tombstones = this.local.collection(SYNC_COLLECTIONS.tombstones);
     await tombstones.createIndex(
       { deletedAt: 1 },

@@ -15,6 +15,8 @@ interface RecentChange {
 }
 
 const CLEANUP_JOB = 'bidirectional-sync:origin-cleanup';
+/** Most recent changes remembered; a catch-up of many thousands of changes must not grow memory. */
+const MAX_TRACKED_CHANGES = 10_000;
 
 /**
  * Knows this device's instance id and clock, and which recent changes came
@@ -22,7 +24,7 @@ const CLEANUP_JOB = 'bidirectional-sync:origin-cleanup';
  * change carries its origin and version in its `_sync` stamp, a replica only
  * accepts newer versions, and Atlas events written by this instance are
  * filtered on the server. The map serves diagnostics and is bounded by
- * `ORIGIN_TRACKING_CLEANUP_INTERVAL`.
+ * `ORIGIN_TRACKING_CLEANUP_INTERVAL` and by the newest 10,000 changes.
  *
  * @publicApi
  */
@@ -113,11 +115,21 @@ export class OriginTrackerService implements OnModuleDestroy {
   }
 
   markLocalChange(collection: string, docId: unknown, version?: SyncVersion): void {
-    this.recent.set(`${collection}:${idKey(docId)}`, { origin: 'local', version, at: Date.now() });
+    this.remember(collection, docId, { origin: 'local', version, at: Date.now() });
   }
 
   markAtlasChange(collection: string, docId: unknown, version?: SyncVersion): void {
-    this.recent.set(`${collection}:${idKey(docId)}`, { origin: 'atlas', version, at: Date.now() });
+    this.remember(collection, docId, { origin: 'atlas', version, at: Date.now() });
+  }
+
+  private remember(collection: string, docId: unknown, change: RecentChange): void {
+    const key = `${collection}:${idKey(docId)}`;
+    // Re-inserted so the map stays in order of last change and the oldest goes first.
+    this.recent.delete(key);
+    this.recent.set(key, change);
+    if (this.recent.size > MAX_TRACKED_CHANGES) {
+      this.recent.delete(this.recent.keys().next().value as string);
+    }
   }
 
   isLocalChange(collection: string, docId: unknown): boolean {

@@ -34,6 +34,18 @@ export type NewOutboxEntry = Pick<OutboxEntry, 'op' | 'v' | 'doc' | 'base'> & {
   rebase?: boolean;
 };
 
+/** What `summary()` answers. */
+export interface OutboxSummary {
+  /** Pending entries (one per changed document). */
+  depth: number;
+  /** When the entry that waits longest was enqueued; absent when the outbox is empty. */
+  oldestEnqueuedAt?: Date;
+  /** When these figures were measured (they may be up to a few seconds old). */
+  measuredAt: Date;
+}
+
+const SUMMARY_MIN_REUSE_MS = 1000;
+
 let lastSeq = 0;
 /** Strictly increasing within a process, and after every earlier process's (wall-clock based). */
 function nextSeq(): number {
@@ -136,17 +148,42 @@ export class OutboxRepository {
     });
   }
 
-  count(): Promise<number> {
-    return this.collection.estimatedDocumentCount();
+  /**
+   * Depth and oldest entry of the outbox, shared by concurrent callers and
+   * re-measured at most every `max(1 s, 10 × the last measurement's time)`:
+   * health and metrics may be polled often, and on a server that answers
+   * both figures by scanning the outbox (docs/test-server.md D9) an uncached
+   * poll would take the server away from the sync itself.
+   */
+  async summary(): Promise<OutboxSummary> {
+    const now = Date.now();
+    if (this.lastSummary && now - this.lastSummary.measuredAt.getTime() < this.summaryReuseMs) {
+      return this.lastSummary;
+    }
+    this.summaryInFlight ??= this.measureSummary().finally(
+      () => (this.summaryInFlight = undefined),
+    );
+    return this.summaryInFlight;
   }
 
-  async oldestEnqueuedAt(): Promise<Date | undefined> {
-    const oldest = await this.collection
-      .find({}, { projection: { enqueuedAt: 1 } })
-      .sort({ seq: 1 })
-      .limit(1)
-      .next();
-    return oldest?.enqueuedAt;
+  private lastSummary?: OutboxSummary;
+  private summaryInFlight?: Promise<OutboxSummary>;
+  private summaryReuseMs = SUMMARY_MIN_REUSE_MS;
+
+  private async measureSummary(): Promise<OutboxSummary> {
+    const started = Date.now();
+    const [depth, oldest] = await Promise.all([
+      this.collection.estimatedDocumentCount(),
+      this.collection
+        .find({}, { projection: { enqueuedAt: 1 } })
+        .sort({ seq: 1 })
+        .limit(1)
+        .next(),
+    ]);
+    const measuredAt = new Date();
+    this.summaryReuseMs = Math.max(SUMMARY_MIN_REUSE_MS, 10 * (measuredAt.getTime() - started));
+    this.lastSummary = { depth, oldestEnqueuedAt: oldest?.enqueuedAt, measuredAt };
+    return this.lastSummary;
   }
 
   newer(a: OutboxEntry | undefined, v: SyncVersion): boolean {
