@@ -31,8 +31,8 @@ const HELP = `npm run bench -- [options]
 
   --runs N              runs per scenario, medians reported (default 3)
   --only a,b            scenarios: ${SCENARIOS.join(', ')} (default all)
-  --catchup N           changes accumulated offline, half local + half on Atlas (default 1000)
-  --catchup-cap S       give up waiting for catch-up convergence after S seconds (default 150)
+  --catchup N           changes accumulated offline, half local + half on Atlas (default 100000)
+  --catchup-cap S       give up waiting for catch-up convergence after S seconds (default 900)
   --lag-rates R1,R2     offered loads for the lag scenario (default 100,1000)
   --lag-seconds S       load window per lag run (default 10)
   --wait-cap S          wait for stragglers after a load window (default 8)
@@ -56,8 +56,8 @@ export function parseArgs(argv: string[]): BenchArgs {
   const args: BenchArgs = {
     runs: 3,
     scenarios: [...SCENARIOS],
-    catchup: 1000,
-    catchupCapSeconds: 150,
+    catchup: 100_000,
+    catchupCapSeconds: 900,
     lagRates: [100, 1000],
     lagSeconds: 10,
     waitCapSeconds: 8,
