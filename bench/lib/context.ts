@@ -1,6 +1,7 @@
 import type { BidirectionalSyncModuleOptions } from '../../src/config/sync-options.interface';
 import type { BenchArgs } from './args';
 import { DeviceHost, HostOptions } from './device-host';
+import { CpuMeter } from './proc';
 import type { DeviceSpec } from './protocol';
 import type { BenchServer, ServerPool } from './servers';
 
@@ -53,4 +54,31 @@ export function ratePerSecond(arrivals: number[], t0: number, seconds: number): 
     if (i >= 0 && i < buckets.length) buckets[i]++;
   }
   return buckets;
+}
+
+const QUIET_PERCENT = 15;
+const QUIET_CAP_MS = 60_000;
+
+/**
+ * Waits until every server the benchmark started is quiet (under 15 % of a
+ * core over one second; at most 60 s), so a run does not pay for the work the
+ * previous one left on the servers (its backlog, dropped databases).
+ */
+export async function settle(ctx: BenchContext, label: string): Promise<void> {
+  const pids = Object.fromEntries(
+    [ctx.atlas, ctx.localA, ctx.localB].map((s) => [s.name, s.pid] as const),
+  );
+  const started = performance.now();
+  let busiest = '';
+  while (performance.now() - started < QUIET_CAP_MS) {
+    const meter = new CpuMeter(pids).begin();
+    await sleep(1000);
+    const shares = Object.entries(meter.end());
+    const busy = shares.filter(([, s]) => s.cpuPercent >= QUIET_PERCENT);
+    if (!busy.length) break;
+    busiest = busy.map(([name, s]) => `${name} ${s.cpuPercent.toFixed(0)}%`).join(', ');
+  }
+  const waited = performance.now() - started;
+  if (waited > 1500)
+    ctx.log(`${label}: waited ${(waited / 1000).toFixed(0)} s for quiet servers (${busiest})`);
 }

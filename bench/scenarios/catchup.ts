@@ -1,5 +1,5 @@
 import type { Collection } from 'mongodb';
-import { BenchContext, deviceSpec, sleep, startHost } from '../lib/context';
+import { BenchContext, deviceSpec, settle, sleep, startHost } from '../lib/context';
 import type { DeviceHost, Footprint } from '../lib/device-host';
 import type { ProcSample } from '../lib/protocol';
 import { makeDoc, PeerStamper } from '../lib/docs';
@@ -95,6 +95,7 @@ export async function measureCatchup(
     ]);
     const accumulateMs = performance.now() - a0;
 
+    await settle(ctx, `catch-up ${label}`);
     const meter = new CpuMeter({
       atlas: ctx.atlas.pid,
       local: ctx.localA.pid,

@@ -1,4 +1,4 @@
-import { BenchContext, deviceSpec, startHost } from '../lib/context';
+import { BenchContext, deviceSpec, settle, startHost } from '../lib/context';
 import type { DeviceHost, Footprint } from '../lib/device-host';
 import { LoadReport, runMixedLoad } from '../lib/load';
 import { CpuMeter, CpuShare } from '../lib/proc';
@@ -78,6 +78,7 @@ export async function measureLag(
   const hosts: DeviceHost[] = [];
   let watcher: DestinationWatcher | undefined;
   const hostOptions = profile ? { cpuProfileDir: ctx.profileDir, monitorCommands: true } : {};
+  await settle(ctx, `lag ${rate}/s ${label}`);
   try {
     hosts.push(
       ...(await Promise.all([

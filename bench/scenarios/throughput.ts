@@ -1,5 +1,5 @@
 import type { Collection, Db } from 'mongodb';
-import { BenchContext, deviceSpec, ratePerSecond, startHost } from '../lib/context';
+import { BenchContext, deviceSpec, ratePerSecond, settle, startHost } from '../lib/context';
 import type { DeviceHost, Footprint } from '../lib/device-host';
 import { PeerStamper } from '../lib/docs';
 import { runInsertLoad, runSaturation } from '../lib/load';
@@ -167,6 +167,7 @@ export async function measureMode(
   const atlasDb = uniqueDbName(`tp_${label}`);
   const localDb = uniqueDbName(`tpa_${label}`);
   let host: DeviceHost | undefined;
+  await settle(ctx, `throughput ${mode} ${label}`);
   try {
     host = await startHost(
       ctx,

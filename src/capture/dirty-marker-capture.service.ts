@@ -3,6 +3,7 @@ import type { Document } from 'mongodb';
 import { SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { backoffDelay } from '../common/change-stream-tailer';
 import { idKey } from '../common/sync-stamp';
+import { WaiterList } from '../common/waiter-list';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { redactMessage } from '../errors/sync.errors';
 import { SyncStoresService } from '../metadata/sync-stores.service';
@@ -33,7 +34,6 @@ const MAX_PAGES_PER_POLL = 20;
 interface CatchUpWaiter {
   /** Polls started before the caller asked (those prove nothing). */
   afterPoll: number;
-  resolve: () => void;
 }
 
 /**
@@ -56,7 +56,7 @@ export class DirtyMarkerCaptureService implements LocalCapture {
   /** Markers written before this are settled (left by an earlier process, or a crash). */
   private startedAt = 0;
   private pollsStarted = 0;
-  private catchUpWaiters: CatchUpWaiter[] = [];
+  private readonly catchUpWaiters = new WaiterList<CatchUpWaiter>();
   private readonly state: LocalCaptureStatus = {
     running: false,
     connected: false,
@@ -97,7 +97,7 @@ export class DirtyMarkerCaptureService implements LocalCapture {
     this.unsubscribe = undefined;
     this.wake?.();
     await this.loop;
-    this.releaseCatchUpWaiters(() => true);
+    this.catchUpWaiters.releaseAll();
   }
 
   /**
@@ -108,7 +108,7 @@ export class DirtyMarkerCaptureService implements LocalCapture {
     if (!this.loop) return Promise.resolve();
     const afterPoll = this.pollsStarted;
     this.pollSoon();
-    return new Promise((resolve) => this.catchUpWaiters.push({ afterPoll, resolve }));
+    return this.catchUpWaiters.wait({ afterPoll });
   }
 
   /**
@@ -149,7 +149,7 @@ export class DirtyMarkerCaptureService implements LocalCapture {
         this.state.connected = true;
         this.state.consecutiveFailures = 0;
         this.state.lastError = undefined;
-        if (drained) this.releaseCatchUpWaiters((w) => w.afterPoll < poll);
+        if (drained) this.catchUpWaiters.release((w) => w.afterPoll < poll);
         else delay = 0;
       } catch (err) {
         if (this.stopping) break;
@@ -277,16 +277,6 @@ export class DirtyMarkerCaptureService implements LocalCapture {
     }
     await this.markers.remove(marker);
     return found > 0;
-  }
-
-  private releaseCatchUpWaiters(done: (waiter: CatchUpWaiter) => boolean): void {
-    if (!this.catchUpWaiters.length) return;
-    const waiting: CatchUpWaiter[] = [];
-    for (const waiter of this.catchUpWaiters) {
-      if (done(waiter)) waiter.resolve();
-      else waiting.push(waiter);
-    }
-    this.catchUpWaiters = waiting;
   }
 
   private sleep(ms: number): Promise<void> {

@@ -9,6 +9,7 @@ import type {
   Timestamp,
 } from 'mongodb';
 import { redactMessage } from '../errors/sync.errors';
+import { WaiterList } from './waiter-list';
 
 /** Error codes after which a stored resume token can never be used again. */
 const HISTORY_LOST_CODES = new Set([
@@ -90,7 +91,7 @@ export class ChangeStreamTailer {
   /** True from opening with a stored token until the first successful read. */
   private openingWithToken = false;
   private pollsStarted = 0;
-  private catchUpWaiters: CatchUpWaiter[] = [];
+  private readonly catchUpWaiters = new WaiterList<CatchUpWaiter>();
   private readonly state: ChangeStreamTailerStatus = {
     running: false,
     connected: false,
@@ -122,7 +123,7 @@ export class ChangeStreamTailer {
     this.wake?.();
     await this.stream?.close().catch(() => undefined);
     await this.loop;
-    this.releaseCatchUpWaiters(() => true);
+    this.catchUpWaiters.releaseAll();
   }
 
   /**
@@ -140,7 +141,7 @@ export class ChangeStreamTailer {
       .then((reply) => reply.operationTime as Timestamp | undefined)
       .catch(() => undefined);
     if (!this.loop) return;
-    return new Promise((resolve) => this.catchUpWaiters.push({ target, afterPoll, resolve }));
+    return this.catchUpWaiters.wait({ target, afterPoll });
   }
 
   private async run(): Promise<void> {
@@ -202,7 +203,7 @@ export class ChangeStreamTailer {
         if (Date.now() - (this.state.lastTokenSavedAt?.getTime() ?? 0) >= IDLE_TOKEN_SAVE_MS) {
           await this.saveToken(stream.resumeToken);
         }
-        this.releaseCatchUpWaiters((w) => w.afterPoll < poll);
+        this.catchUpWaiters.release((w) => w.afterPoll < poll);
         continue;
       }
       const batch: ChangeStreamDocument[] = [first];
@@ -216,20 +217,10 @@ export class ChangeStreamTailer {
       await this.saveToken(stream.resumeToken);
       const handledUpTo = (batch[batch.length - 1] as { clusterTime?: Timestamp }).clusterTime;
       if (handledUpTo)
-        this.releaseCatchUpWaiters(
+        this.catchUpWaiters.release(
           (w) => !!w.target && compareTimestamps(handledUpTo, w.target) >= 0,
         );
     }
-  }
-
-  private releaseCatchUpWaiters(done: (waiter: CatchUpWaiter) => boolean): void {
-    if (!this.catchUpWaiters.length) return;
-    const waiting: CatchUpWaiter[] = [];
-    for (const waiter of this.catchUpWaiters) {
-      if (done(waiter)) waiter.resolve();
-      else waiting.push(waiter);
-    }
-    this.catchUpWaiters = waiting;
   }
 
   private async saveToken(token: ResumeToken | undefined): Promise<void> {
@@ -266,7 +257,6 @@ interface CatchUpWaiter {
   target?: Timestamp;
   /** Polls started before the caller asked (an empty one of those proves nothing). */
   afterPoll: number;
-  resolve: () => void;
 }
 
 function compareTimestamps(a: Timestamp, b: Timestamp): number {
