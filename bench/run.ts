@@ -18,7 +18,7 @@ import { loadAverage, procRssBytes } from './lib/proc';
 import { summarizeProfile, topCommands } from './lib/profile';
 import type { CommandStats } from './lib/protocol';
 import type { BenchResults, ProfileEntry } from './lib/results';
-import { ServerPool, usingExternalServers } from './lib/servers';
+import { BENCH_SERVER_CACHE, ServerPool, usingExternalServers } from './lib/servers';
 import { jsonSafe } from './lib/stats';
 import { evaluateTargets } from './lib/targets';
 import { lagChart, renderMarkdown } from './report/markdown';
@@ -234,7 +234,7 @@ async function main(): Promise<void> {
     results.meta.servers = usingExternalServers
       ? `external (BENCH_ATLAS_URI / BENCH_LOCAL_URIS), MongoDB ${info.version}`
       : `SecantusDB ${info.secantusVersion ?? '?'} (reports MongoDB ${info.version}), each server one Python process on loopback: ` +
-        `"Atlas", device A's and device B's local servers (fan-in adds ${args.faninServers}); in-memory storage, oplog cap ${pool.oplogMaxEntries.toLocaleString('en-US')} entries`;
+        `"Atlas", device A's and device B's local servers (fan-in adds ${args.faninServers}); in-memory storage (WiredTiger cache ${BENCH_SERVER_CACHE}), oplog cap ${pool.oplogMaxEntries.toLocaleString('en-US')} entries`;
     const ctx: BenchContext = {
       args,
       pool,

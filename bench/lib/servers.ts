@@ -25,6 +25,9 @@ export const usingExternalServers = !!externalAtlas;
  * The servers of one benchmark run: one "Atlas" and the devices' local
  * servers. Started as SecantusDB processes unless BENCH_ATLAS_URI is set.
  */
+/** WiredTiger cache of each benchmark server (in-memory storage lives in it). */
+export const BENCH_SERVER_CACHE = '4G';
+
 export class ServerPool {
   readonly all: BenchServer[] = [];
   private externalCursor = 0;
@@ -53,6 +56,9 @@ export class ServerPool {
       embedded = await EmbeddedMongoServer.start({
         name: `bench-${name}`,
         oplogMaxEntries: this.oplogMaxEntries,
+        // In-memory servers keep all data and oplog in the cache: three 100,000-change
+        // catch-ups overflow the default 1 GiB (writes then fail with InternalError).
+        cacheSize: BENCH_SERVER_CACHE,
         // A day: nothing a run writes may age out of the oplog.
         oplogRetentionSeconds: 86_400,
       });

@@ -131,40 +131,54 @@ export async function measureCatchup(
       () => (readyMs = performance.now() - t0),
       (err) => (startFailure = err),
     );
-    let l2a: number | null = null;
-    let a2l: number | null = null;
+    // A direction completes at its counter's time when no count after that time still
+    // fell short; otherwise (or without a counter within 2 s) at the confirming count.
+    const directions = {
+      l2a: { need: local, done: null as number | null, shortAt: -1, confirmedAt: -1 },
+      a2l: { need: atlas, done: null as number | null, shortAt: -1, confirmedAt: -1 },
+    };
     let synced = 0;
+    let coarse = false;
     const pacer = new PollPacer(1000);
-    let confirmedByCounters = true;
-    let confirming = false;
+    const counterNews = (): boolean =>
+      (Object.keys(directions) as (keyof typeof directions)[]).some(
+        (k) =>
+          directions[k].done === null &&
+          counted[k] !== undefined &&
+          counted[k]! > directions[k].shortAt,
+      );
     while (performance.now() < cap) {
       if (startFailure) throw startFailure;
-      const countersDone = counted.l2a !== undefined && counted.a2l !== undefined;
-      // The counters' times count only if the first count after them agrees.
-      const checkingCounters = countersDone && !confirming;
-      if (pacer.due() || checkingCounters) {
-        confirming ||= countersDone;
-        const timeOf = (counter: number | undefined, now: number): number =>
-          checkingCounters && counter !== undefined ? counter : now;
+      if (pacer.due() || counterNews()) {
         const [onAtlas, onLocal] = await pacer.probe(() =>
           Promise.all([atlasColl.estimatedDocumentCount(), localColl.estimatedDocumentCount()]),
         );
         const now = performance.now() - t0;
-        const up = onAtlas - atlas;
-        const down = onLocal - local;
-        synced = up + down;
-        if (l2a === null && up >= local) {
-          l2a = timeOf(counted.l2a, now);
-          confirmedByCounters &&= checkingCounters;
+        const have = { l2a: onAtlas - atlas, a2l: onLocal - local };
+        synced = have.l2a + have.a2l;
+        for (const k of Object.keys(directions) as (keyof typeof directions)[]) {
+          const d = directions[k];
+          if (d.done !== null) continue;
+          if (have[k] < d.need) d.shortAt = now;
+          else if (d.confirmedAt < 0) d.confirmedAt = now;
         }
-        if (a2l === null && down >= atlas) {
-          a2l = timeOf(counted.a2l, now);
-          confirmedByCounters &&= checkingCounters;
-        }
-        if (l2a !== null && a2l !== null) break;
       }
+      const now = performance.now() - t0;
+      for (const k of Object.keys(directions) as (keyof typeof directions)[]) {
+        const d = directions[k];
+        if (d.done !== null || d.confirmedAt < 0) continue;
+        const counter = counted[k];
+        if (counter !== undefined && counter > d.shortAt) d.done = counter;
+        else if (now - d.confirmedAt > 2000) {
+          d.done = d.confirmedAt;
+          coarse = true;
+        }
+      }
+      if (directions.l2a.done !== null && directions.a2l.done !== null) break;
       await sleep(100);
     }
+    const l2a = directions.l2a.done;
+    const a2l = directions.a2l.done;
     host = await starting;
     const convergeMs = l2a !== null && a2l !== null ? Math.max(l2a, a2l) : null;
     const elapsed = (convergeMs ?? performance.now() - t0) / 1000;
@@ -183,7 +197,7 @@ export async function measureCatchup(
       atlasToLocalMs: a2l,
       rate: synced / elapsed,
       synced,
-      probeResolutionMs: confirmedByCounters ? 200 : pacer.maxGapMs,
+      probeResolutionMs: coarse ? pacer.maxGapMs : 200,
       idleRssMiB,
       footprint,
       serverCpu,

@@ -18,6 +18,11 @@ export interface EmbeddedMongoServerOptions {
   oplogRetentionSeconds?: number;
   /** Oplog entry cap (server default 100000). */
   oplogMaxEntries?: number;
+  /**
+   * WiredTiger cache, e.g. `'4G'` (server default `'1G'`). With `memory` storage it bounds all
+   * data and oplog: past it writes fail with `InternalError`.
+   */
+  cacheSize?: string;
   /** Seconds between no-op oplog heartbeats, so idle change streams advance (default 1; 0 disables). */
   noopHeartbeatSeconds?: number;
   /**
@@ -246,6 +251,7 @@ export class EmbeddedMongoServer {
       args.push('--oplog-retention-seconds', String(o.oplogRetentionSeconds));
     if (o.oplogMaxEntries !== undefined)
       args.push('--oplog-max-entries', String(o.oplogMaxEntries));
+    if (o.cacheSize !== undefined) args.push('--cache-size', o.cacheSize);
     if (o.standalone) args.push('--standalone');
     if (o.storage === 'disk') mkdirSync(this.storagePath, { recursive: true });
 
