@@ -234,7 +234,7 @@ async function main(): Promise<void> {
     results.meta.servers = usingExternalServers
       ? `external (BENCH_ATLAS_URI / BENCH_LOCAL_URIS), MongoDB ${info.version}`
       : `SecantusDB ${info.secantusVersion ?? '?'} (reports MongoDB ${info.version}), each server one Python process on loopback: ` +
-        `"Atlas", device A's and device B's local servers (fan-in adds ${args.faninServers}); in-memory storage (WiredTiger cache ${BENCH_SERVER_CACHE}), oplog cap ${pool.oplogMaxEntries.toLocaleString('en-US')} entries`;
+        `"Atlas", device A's and device B's local servers (fan-in adds ${args.faninServers}); in-memory storage (WiredTiger cache ${BENCH_SERVER_CACHE}), retryable writes off for every client (docs/test-server.md D10), oplog cap ${pool.oplogMaxEntries.toLocaleString('en-US')} entries`;
     const ctx: BenchContext = {
       args,
       pool,

@@ -3,7 +3,7 @@ import type { BenchArgs } from './args';
 import { DeviceHost, HostOptions } from './device-host';
 import { CpuMeter } from './proc';
 import type { DeviceSpec } from './protocol';
-import type { BenchServer, ServerPool } from './servers';
+import { NO_RETRYABLE_WRITES, type BenchServer, type ServerPool } from './servers';
 
 /** What every scenario gets: servers, the compiled device process, options and a logger. */
 export interface BenchContext {
@@ -31,7 +31,13 @@ export function deviceSpec(
     atlasUri: ctx.atlas.uri,
     atlasDbName,
     instanceId,
-    options: ctx.syncOptions,
+    // The module's Atlas client sets retryWrites itself; the URI's setting (D10) must win.
+    options: ctx.atlas.uri.includes(NO_RETRYABLE_WRITES)
+      ? {
+          ...ctx.syncOptions,
+          atlasClientOptions: { ...ctx.syncOptions.atlasClientOptions, retryWrites: false },
+        }
+      : ctx.syncOptions,
   };
 }
 

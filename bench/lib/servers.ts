@@ -25,6 +25,8 @@ export const usingExternalServers = !!externalAtlas;
  * The servers of one benchmark run: one "Atlas" and the devices' local
  * servers. Started as SecantusDB processes unless BENCH_ATLAS_URI is set.
  */
+export const NO_RETRYABLE_WRITES = 'retryWrites=false';
+
 /** WiredTiger cache of each benchmark server (in-memory storage lives in it). */
 export const BENCH_SERVER_CACHE = '4G';
 
@@ -62,7 +64,10 @@ export class ServerPool {
         // A day: nothing a run writes may age out of the oplog.
         oplogRetentionSeconds: 86_400,
       });
-      uri = embedded.uri;
+      // Retryable writes off on SecantusDB (docs/test-server.md D10): it sorts its whole
+      // retryable-write registry on every write once 10,000 are recorded, so each scenario
+      // would run on a slower server than the one before. Baselines and devices alike.
+      uri = `${embedded.uri}&${NO_RETRYABLE_WRITES}`;
     }
     const client = await MongoClient.connect(uri, { serverSelectionTimeoutMS: 15_000 });
     const server: BenchServer = { name, uri, pid: embedded?.pid, embedded, client };
