@@ -144,7 +144,12 @@ function writeDocs(results: BenchResults, log: (m: string) => void): void {
     lagRate,
   });
   writeFileSync(join(PROJECT_ROOT, 'docs', 'benchmarks.md'), md);
-  log(`wrote docs/benchmarks.md${chart ? ` and docs/${chartName}` : ''}`);
+  // The results behind the page, kept with it (bench-results/ is not committed).
+  writeFileSync(
+    join(PROJECT_ROOT, 'docs', 'benchmarks.json'),
+    `${JSON.stringify(jsonSafe(results), null, 2)}\n`,
+  );
+  log(`wrote docs/benchmarks.md, docs/benchmarks.json${chart ? ` and docs/${chartName}` : ''}`);
 }
 
 async function main(): Promise<void> {

@@ -160,7 +160,7 @@ export function renderMarkdown(
     'How much the sync module carries, how fast changes arrive, how quickly it catches up and what it',
     'costs, each as a ratio to the raw driver on the same servers measured in the same run',
     '(issue 6; engineering notes §5). Medians of',
-    `${m.runs} runs; every run's numbers are in \`bench-results/latest.json\`.`,
+    `${m.runs} runs; every run's numbers are in \`docs/benchmarks.json\` (a copy of \`bench-results/latest.json\`).`,
     '',
     '## How these numbers were produced',
     '',
