@@ -32,9 +32,9 @@ function sample(): void {
     cpuSystem: cpu.system,
     synced: devices.reduce(
       (sum, d) => {
-        const m = d.get(MonitorService).getDirectionalMetrics();
-        sum.localToAtlas += m.localToAtlas.successful;
-        sum.atlasToLocal += m.atlasToLocal.successful;
+        const monitor = d.get(MonitorService);
+        sum.localToAtlas += monitor.successful('localToAtlas');
+        sum.atlasToLocal += monitor.successful('atlasToLocal');
         return sum;
       },
       { localToAtlas: 0, atlasToLocal: 0 },

@@ -50,6 +50,8 @@ export interface CatchupResult {
   representative: CatchupRun;
 }
 
+const DIRECTIONS = ['l2a', 'a2l'] as const;
+
 async function writeBacklog(
   coll: Collection<any>,
   count: number,
@@ -141,7 +143,7 @@ export async function measureCatchup(
     let coarse = false;
     const pacer = new PollPacer(1000);
     const counterNews = (): boolean =>
-      (Object.keys(directions) as (keyof typeof directions)[]).some(
+      DIRECTIONS.some(
         (k) =>
           directions[k].done === null &&
           counted[k] !== undefined &&
@@ -156,7 +158,7 @@ export async function measureCatchup(
         const now = performance.now() - t0;
         const have = { l2a: onAtlas - atlas, a2l: onLocal - local };
         synced = have.l2a + have.a2l;
-        for (const k of Object.keys(directions) as (keyof typeof directions)[]) {
+        for (const k of DIRECTIONS) {
           const d = directions[k];
           if (d.done !== null) continue;
           if (have[k] < d.need) d.shortAt = now;
@@ -164,7 +166,7 @@ export async function measureCatchup(
         }
       }
       const now = performance.now() - t0;
-      for (const k of Object.keys(directions) as (keyof typeof directions)[]) {
+      for (const k of DIRECTIONS) {
         const d = directions[k];
         if (d.done !== null || d.confirmedAt < 0) continue;
         const counter = counted[k];

@@ -156,6 +156,11 @@ export class MonitorService {
     return this.directions[direction].lastLagMs;
   }
 
+  /** Changes synced successfully in one direction (cheap: no percentiles computed). */
+  successful(direction: SyncDirection): number {
+    return this.directions[direction].successful;
+  }
+
   getDirectionalMetrics(): DirectionalMetrics {
     const view = (c: DirectionCounters): DirectionMetrics => ({
       totalProcessed: c.totalProcessed,

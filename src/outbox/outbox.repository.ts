@@ -63,6 +63,9 @@ function nextSeq(): number {
 @Injectable()
 export class OutboxRepository {
   private readonly enqueueListeners = new Set<() => void>();
+  private lastSummary?: OutboxSummary;
+  private summaryInFlight?: Promise<OutboxSummary>;
+  private summaryReuseMs = SUMMARY_MIN_REUSE_MS;
 
   constructor(private readonly stores: SyncStoresService) {}
 
@@ -165,10 +168,6 @@ export class OutboxRepository {
     );
     return this.summaryInFlight;
   }
-
-  private lastSummary?: OutboxSummary;
-  private summaryInFlight?: Promise<OutboxSummary>;
-  private summaryReuseMs = SUMMARY_MIN_REUSE_MS;
 
   private async measureSummary(): Promise<OutboxSummary> {
     const started = Date.now();

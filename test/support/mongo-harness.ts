@@ -39,6 +39,7 @@ const withReason = (name: string, reason: string) => `${name} [skipped: ${reason
  */
 export function itUnless(reason: string | undefined): jest.It {
   if (!reason) return it;
+  // Skipped with its reason in the title (external servers cannot be stopped or configured).
   const skip = ((name: string, ...rest: [any?, number?]) =>
     it.skip(withReason(name, reason), ...rest)) as unknown as jest.It;
   return Object.assign(skip, {
@@ -53,6 +54,7 @@ export function itUnless(reason: string | undefined): jest.It {
 /** `describe`, or `describe.skip` with the reason in the title when `reason` is given. */
 export function describeUnless(reason: string | undefined): jest.Describe {
   if (!reason) return describe;
+  // Skipped with its reason in the title (external servers cannot be stopped or configured).
   const skip = ((name: string, fn: () => void) =>
     describe.skip(withReason(name, reason), fn)) as unknown as jest.Describe;
   return Object.assign(skip, { ...describe, skip });
