@@ -175,6 +175,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     const stored = await this.metadata.getEnabled(this.origin.instanceId);
     this.enabled = stored ?? this.config.enabled;
     // Writes the plugin recorded before the change stream took over are captured first, never beside it.
+    this.outbox.resetSequence(); // another process may have queued entries since this one last did
     if (this.capture === this.streamCapture) await this.markerCapture.captureLeftovers();
     this.capture.start();
     this.drainer.start();

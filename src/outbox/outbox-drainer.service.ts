@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import type { Document, MongoBulkWriteError } from 'mongodb';
+import type { Document } from 'mongodb';
 import { SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { backoffDelay } from '../common/change-stream-tailer';
 import { compareVersions, maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
@@ -13,6 +13,7 @@ import {
   SyncStamp,
   withoutStamp,
 } from '../common/sync-stamp';
+import { statementErrorsOf } from '../common/write-errors';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { ConflictResolverService } from '../conflict/conflict-resolver.service';
 import { mergeFieldLevel } from '../conflict/field-level-merge';
@@ -155,7 +156,7 @@ export class OutboxDrainerService {
       const result = await this.pushCollection(collection, entries);
       for (const [entry, outcome] of result) outcomes.set(entry, outcome);
     }
-    const done: OutboxEntry[] = [];
+    const failed = new Set<OutboxEntry>();
     const perEntryMs = (Date.now() - started) / batch.length;
     for (const [entry, outcome] of outcomes) {
       const op = entry.op === 'delete' ? 'delete' : 'update';
@@ -167,13 +168,13 @@ export class OutboxDrainerService {
           outcome.retryMs ??
             backoffDelay(entry.attempts + 1, { initialMs: 1000, maxMs: 60_000, maxAttempts: 0 }),
         );
+        failed.add(entry);
         this.events.emit(
           SyncEvents.error,
           new SyncErrorEvent('drainer', outcome.error, entry.c, entry.i),
         );
         continue;
       }
-      done.push(entry);
       this.monitor.recordLocalToAtlas(
         op,
         true,
@@ -194,7 +195,7 @@ export class OutboxDrainerService {
           ),
         );
     }
-    await this.outbox.acknowledge(done);
+    await this.outbox.acknowledge(batch, failed);
     return batch.length;
   }
 
@@ -500,12 +501,7 @@ async function bulkFailures(
     await write;
     return new Map();
   } catch (err) {
-    const bulk = err as MongoBulkWriteError;
-    const list = bulk.writeErrors
-      ? Array.isArray(bulk.writeErrors)
-        ? bulk.writeErrors
-        : [bulk.writeErrors]
-      : undefined;
+    const list = statementErrorsOf(err);
     if (!list) throw err;
     return new Map(
       list.map((w) => [w.index, { code: w.code, message: w.errmsg ?? String(w.code) }]),

@@ -3,6 +3,7 @@ import type { AnyBulkWriteOperation, Collection, Document } from 'mongodb';
 import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import { compareVersions, SyncVersion } from '../common/hybrid-logical-clock';
 import { DocumentRef, documentKeyOf, idKey } from '../common/sync-stamp';
+import { statementErrorsOf } from '../common/write-errors';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 
 /** One pending local change: the newest state of one document. */
@@ -46,12 +47,8 @@ export interface OutboxSummary {
 
 const SUMMARY_MIN_REUSE_MS = 1000;
 
+/** Shared by every outbox of the process, so seqs never repeat between two of them. */
 let lastSeq = 0;
-/** Strictly increasing within a process, and after every earlier process's (wall-clock based). */
-function nextSeq(): number {
-  lastSeq = Math.max(lastSeq + 1, Date.now() * 1000);
-  return lastSeq;
-}
 
 /**
  * The durable outbox in the local database. Captured changes are coalesced
@@ -66,6 +63,7 @@ export class OutboxRepository {
   private lastSummary?: OutboxSummary;
   private summaryInFlight?: Promise<OutboxSummary>;
   private summaryReuseMs = SUMMARY_MIN_REUSE_MS;
+  private seqFloor?: Promise<void>;
 
   constructor(private readonly stores: SyncStoresService) {}
 
@@ -79,33 +77,40 @@ export class OutboxRepository {
     return this.stores.local.collection<OutboxEntry>(SYNC_COLLECTIONS.outbox);
   }
 
-  /** Adds or advances entries; an entry already holding a newer version is kept. */
+  /**
+   * Adds or advances entries; an entry already holding a newer version is
+   * kept. New entries are inserted in one statement (the common case: a
+   * document not already queued); only documents already queued pay a
+   * conditional upsert each.
+   */
   async enqueue(entries: NewOutboxEntry[]): Promise<void> {
     if (!entries.length) return;
+    await this.ensureSeqFloor();
     const now = new Date();
-    const ops: AnyBulkWriteOperation<OutboxEntry>[] = entries.map((e) => ({
-      updateOne: {
-        filter: { _id: documentKeyOf(e.collection, e.id), v: { $lt: e.v } } as Document,
-        update: {
-          $set: {
-            c: e.collection,
-            i: e.id,
-            op: e.op,
-            v: e.v,
-            doc: e.doc,
-            seq: nextSeq(),
-            enqueuedAt: now,
-            retryAt: 0,
-            attempts: 0,
-            ...(e.rebase ? { base: e.base ?? null } : {}),
-          },
-          ...(e.rebase ? {} : { $setOnInsert: { base: e.base ?? null } }),
-          $unset: { lastError: '' },
-        } as Document,
-        upsert: true,
-      },
+    const docs = entries.map((e): OutboxEntry => ({
+      _id: documentKeyOf(e.collection, e.id),
+      c: e.collection,
+      i: e.id,
+      op: e.op,
+      v: e.v,
+      doc: e.doc,
+      base: e.base ?? null,
+      seq: this.nextSeq(),
+      enqueuedAt: now,
+      retryAt: 0,
+      attempts: 0,
     }));
-    await this.collection.bulkWrite(ops, { ordered: false }).catch(ignoreDuplicateKeys);
+    const queued = await this.collection
+      .insertMany(docs, { ordered: false })
+      .then(() => [], duplicateKeyIndexes);
+    if (queued.length) {
+      await this.collection
+        .bulkWrite(
+          queued.map((index) => advance(docs[index], entries[index].rebase)),
+          { ordered: false },
+        )
+        .catch(ignoreDuplicateKeys);
+    }
     for (const listener of this.enqueueListeners) listener();
   }
 
@@ -118,13 +123,33 @@ export class OutboxRepository {
       .toArray();
   }
 
-  /** Removes pushed entries, unless they moved to a newer version meanwhile. */
-  async acknowledge(entries: Pick<OutboxEntry, '_id' | 'v'>[]): Promise<void> {
-    if (!entries.length) return;
-    await this.collection.bulkWrite(
-      entries.map((e) => ({ deleteOne: { filter: { _id: e._id, v: e.v } as Document } })),
-      { ordered: false },
-    );
+  /**
+   * Removes the entries of one `next()` batch that were pushed: all of
+   * `batch` except `failed` (already marked with `fail()`). An entry that
+   * moved to a newer version meanwhile stays.
+   *
+   * The batch's entries that had never failed are the oldest such entries
+   * (`next()` reads them in `seq` order) and a new or advanced entry always
+   * gets a higher `seq`, so one ranged delete removes exactly them; a failed
+   * entry leaves the range through its `retryAt`. Entries that had failed
+   * before are removed one by one.
+   */
+  async acknowledge(batch: OutboxEntry[], failed: ReadonlySet<OutboxEntry>): Promise<void> {
+    const fresh = batch.filter((e) => e.retryAt === 0);
+    const retried = batch.filter((e) => e.retryAt !== 0 && !failed.has(e));
+    if (fresh.length) {
+      const seqs = fresh.map((e) => e.seq);
+      await this.collection.deleteMany({
+        retryAt: 0,
+        seq: { $gte: Math.min(...seqs), $lte: Math.max(...seqs) },
+      });
+    }
+    if (retried.length) {
+      await this.collection.bulkWrite(
+        retried.map((e) => ({ deleteOne: { filter: { _id: e._id, v: e.v } as Document } })),
+        { ordered: false },
+      );
+    }
   }
 
   /** Keeps a failed entry for a later retry with backoff. */
@@ -185,15 +210,66 @@ export class OutboxRepository {
     return this.lastSummary;
   }
 
+  /**
+   * New entries are queued above every entry already queued, whatever the
+   * wall clock says (`acknowledge` relies on it). Called when this process
+   * becomes the outbox's writer: another process may have written it since.
+   */
+  resetSequence(): void {
+    this.seqFloor = undefined;
+  }
+
+  /** Strictly increasing, and above every entry found queued by `ensureSeqFloor`. */
+  private nextSeq(): number {
+    lastSeq = Math.max(lastSeq + 1, Date.now() * 1000);
+    return lastSeq;
+  }
+
+  private ensureSeqFloor(): Promise<void> {
+    this.seqFloor ??= this.collection
+      .find({}, { projection: { seq: 1 } })
+      .sort({ seq: -1 })
+      .limit(1)
+      .next()
+      .then((last) => {
+        lastSeq = Math.max(lastSeq, last?.seq ?? 0);
+      })
+      .catch((err: unknown) => {
+        this.seqFloor = undefined;
+        throw err;
+      });
+    return this.seqFloor;
+  }
+
   newer(a: OutboxEntry | undefined, v: SyncVersion): boolean {
     return !!a && compareVersions(a.v, v) > 0;
   }
 }
 
+/** Moves a queued entry to `entry`'s newer state (nothing when the queued one is newer). */
+function advance(entry: OutboxEntry, rebase?: boolean): AnyBulkWriteOperation<OutboxEntry> {
+  const { _id, base, ...state } = entry;
+  return {
+    updateOne: {
+      filter: { _id, v: { $lt: entry.v } } as Document,
+      update: {
+        $set: { ...state, ...(rebase ? { base } : {}) },
+        ...(rebase ? {} : { $setOnInsert: { base } }),
+        $unset: { lastError: '' },
+      } as Document,
+      upsert: true,
+    },
+  };
+}
+
+/** Indexes of the documents an unordered insert found already present; any other failure is rethrown. */
+function duplicateKeyIndexes(err: unknown): number[] {
+  const list = statementErrorsOf(err);
+  if (list && list.length && list.every((w) => w.code === 11000)) return list.map((w) => w.index);
+  throw err;
+}
+
 /** Unordered bulk writes whose only failures are duplicate keys (an upsert-if-newer that lost) are fine. */
 export function ignoreDuplicateKeys(err: unknown): void {
-  const writeErrors = (err as { writeErrors?: { code: number }[] | { code: number } }).writeErrors;
-  const list = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : undefined;
-  if (list && list.length && list.every((w) => w.code === 11000)) return;
-  throw err;
+  duplicateKeyIndexes(err);
 }
