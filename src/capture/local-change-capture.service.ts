@@ -129,6 +129,9 @@ export class LocalChangeCaptureService implements LocalCapture {
       },
       // Short: every Atlas batch waits for one capture poll (caughtUp) before it is applied.
       maxAwaitTimeMS: 25,
+      // An idle device polls about 4 times a second instead of 40; a write
+      // made while idle is captured at most this much later.
+      idlePauseMaxMs: 250,
       loadToken: async () => (await this.tokens.load(this.origin.instanceId, 'local'))?.token,
       saveToken: (token) => this.tokens.save(this.origin.instanceId, 'local', token),
       handleBatch: (events) => this.captureBatch(events as DataEvent[]),

@@ -63,6 +63,12 @@ export interface ChangeStreamTailerOptions {
   onStateChange?: (state: 'connected' | 'disconnected', detail?: string) => void;
   /** How long one poll waits on the server for new events (ms). Default 250. */
   maxAwaitTimeMS?: number;
+  /**
+   * While polls come back empty, wait between them, from `maxAwaitTimeMS`
+   * doubling up to this (ms); `caughtUp()` ends a pause at once. Default 0
+   * (poll again at once). Spares an idle server a short-await stream's polls.
+   */
+  idlePauseMaxMs?: number;
 }
 
 export interface ChangeStreamTailerStatus {
@@ -87,6 +93,7 @@ export class ChangeStreamTailer {
   private loop?: Promise<void>;
   private stopping = false;
   private wake?: () => void;
+  private endIdlePause?: () => void;
   private lastSavedToken?: string;
   /** True from opening with a stored token until the first successful read. */
   private openingWithToken = false;
@@ -121,6 +128,7 @@ export class ChangeStreamTailer {
   async stop(): Promise<void> {
     this.stopping = true;
     this.wake?.();
+    this.endIdlePause?.();
     await this.stream?.close().catch(() => undefined);
     await this.loop;
     this.catchUpWaiters.releaseAll();
@@ -141,7 +149,9 @@ export class ChangeStreamTailer {
       .then((reply) => reply.operationTime as Timestamp | undefined)
       .catch(() => undefined);
     if (!this.loop) return;
-    return this.catchUpWaiters.wait({ target, afterPoll });
+    const caughtUp = this.catchUpWaiters.wait({ target, afterPoll });
+    this.endIdlePause?.();
+    return caughtUp;
   }
 
   private async run(): Promise<void> {
@@ -189,6 +199,7 @@ export class ChangeStreamTailer {
     });
     this.stream = stream;
     this.openingWithToken = !!token;
+    let emptyPolls = 0;
     while (!this.stopping) {
       const poll = ++this.pollsStarted;
       const first = await stream.tryNext();
@@ -204,8 +215,10 @@ export class ChangeStreamTailer {
           await this.saveToken(stream.resumeToken);
         }
         this.catchUpWaiters.release((w) => w.afterPoll < poll);
+        await this.idlePause(++emptyPolls);
         continue;
       }
+      emptyPolls = 0;
       const batch: ChangeStreamDocument[] = [first];
       while (batch.length < this.options.batchSize && bufferedCount(stream) > 0) {
         const next = await stream.tryNext();
@@ -239,6 +252,23 @@ export class ChangeStreamTailer {
     if (connected) this.state.disconnectedSince = undefined;
     else this.state.disconnectedSince ??= new Date();
     if (changed) this.options.onStateChange?.(connected ? 'connected' : 'disconnected', detail);
+  }
+
+  /** The pause after the n-th empty poll in a row; none while someone waits for `caughtUp()`. */
+  private idlePause(emptyPolls: number): Promise<void> {
+    const max = this.options.idlePauseMaxMs ?? 0;
+    if (max <= 0 || this.stopping || this.catchUpWaiters.size) return Promise.resolve();
+    const first = this.options.maxAwaitTimeMS ?? 250;
+    const ms = Math.min(max, first * 2 ** Math.min(emptyPolls - 1, 20));
+    return new Promise((resolve) => {
+      const end = (): void => {
+        clearTimeout(timer);
+        this.endIdlePause = undefined;
+        resolve();
+      };
+      const timer = setTimeout(end, ms);
+      this.endIdlePause = end;
+    });
   }
 
   private sleep(ms: number): Promise<void> {
