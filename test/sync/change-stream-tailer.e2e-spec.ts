@@ -61,7 +61,7 @@ describe('ChangeStreamTailer idle pacing (on a real server)', () => {
 
     const writtenAt = Date.now();
     await paced.collection('items').insertOne({ _id: 'late' as never });
-    await waitFor(() => handled.length > 0, 5000);
+    await waitFor(() => handled.length > 0, { timeoutMs: 5000 });
     // At most one pause (400 ms) plus a poll; generous for a loaded machine.
     expect(handled[0].at - writtenAt).toBeLessThan(1500);
   });
