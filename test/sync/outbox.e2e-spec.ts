@@ -124,14 +124,12 @@ describe('OutboxRepository (on a real server)', () => {
 
     // Another process (its clock two hours ahead) queued an entry while this one stood by.
     const otherSeq = (Date.now() + 7_200_000) * 1000;
-    await db
-      .collection(SYNC_COLLECTIONS.outbox)
-      .insertOne({
-        _id: documentKeyOf('items', 'other'),
-        c: 'items',
-        i: 'other',
-        seq: otherSeq,
-      } as never);
+    await db.collection(SYNC_COLLECTIONS.outbox).insertOne({
+      _id: documentKeyOf('items', 'other'),
+      c: 'items',
+      i: 'other',
+      seq: otherSeq,
+    } as never);
     outbox.resetSequence(); // this process becomes the writer again
     await outbox.enqueue([upsert('later', 1)]);
     expect((await stored()).get('later')!.seq).toBeGreaterThan(otherSeq);
