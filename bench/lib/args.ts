@@ -40,7 +40,7 @@ const HELP = `npm run bench -- [options]
   --fanin-devices N,M   simulated device counts (default 10,100)
   --fanin-servers K     local servers holding their databases (default 4)
   --fanin-writes M      inserts per device, one per second (default 5)
-  --fanin-cap S         give up waiting for fan-in convergence after S seconds (default 30)
+  --fanin-cap S         give up waiting for fan-in convergence after S seconds (default 120)
   --sync-options JSON   module options for every device (default: the module's defaults)
   --no-profile          skip the --cpu-prof pass
   --docs / --no-docs    write docs/benchmarks.md (default: only for a full run)
@@ -65,7 +65,7 @@ export function parseArgs(argv: string[]): BenchArgs {
     faninDevices: [10, 100],
     faninServers: 4,
     faninWrites: 5,
-    faninCapSeconds: 30,
+    faninCapSeconds: 120,
     profile: true,
     writeDocs: true,
     reportOnly: false,
