@@ -39,6 +39,12 @@ function sample(): void {
       },
       { localToAtlas: 0, atlasToLocal: 0 },
     ),
+    appliedByDevice: Object.fromEntries(
+      devices.map((d) => [
+        d.opts.instanceId ?? '',
+        d.get(MonitorService).successful('atlasToLocal'),
+      ]),
+    ),
   });
 }
 

@@ -23,6 +23,8 @@ export interface ProcSample {
   cpuSystem: number;
   /** Changes the process's devices synced so far (MonitorService `successful`, summed). */
   synced: { localToAtlas: number; atlasToLocal: number };
+  /** Atlas → Local changes each device applied so far, by instance id. */
+  appliedByDevice: Record<string, number>;
 }
 
 export type ParentMessage =

@@ -3,6 +3,7 @@ import type { DeviceHost, Footprint } from '../lib/device-host';
 import { makeDoc } from '../lib/docs';
 import { PollPacer } from '../lib/poll-pacer';
 import { CpuMeter, CpuShare } from '../lib/proc';
+import type { ProcSample } from '../lib/protocol';
 import { BenchServer, uniqueDbName } from '../lib/servers';
 import { LatencySummary, median, summarize } from '../lib/stats';
 
@@ -75,10 +76,17 @@ async function fanin(ctx: BenchContext, devices: number): Promise<FaninResult> {
     }));
     const specs = dbs.map((d, i) => deviceSpec(ctx, d.server, d.name, atlasDb, `fan-${i}`));
     ctx.log(`fan-in: starting ${devices} devices on ${serverCount} local servers...`);
+    // The latest sample of the devices' own counters (every 200 ms, no server cost).
+    let latest: ProcSample | undefined;
+    let onLatest: (() => void) | undefined;
     host = await startHost(ctx, `fanin-${devices}`, specs, {
       concurrency: 10,
       readyTimeoutMs: 900_000,
       monitorCommands: true,
+      onSample: (sample) => {
+        latest = sample;
+        onLatest?.();
+      },
     });
     await sleep(1000);
     const idleRssMiB = host.rssMiB;
@@ -132,6 +140,21 @@ async function fanin(ctx: BenchContext, devices: number): Promise<FaninResult> {
           })),
         )
         .sort((a, b) => a.at - b.at);
+      // Device i holds everything once it applied every other device's writes; Atlas once
+      // the devices pushed all of them. Timed by those counters, confirmed by counts.
+      const appliedAtStart = specs.map((spec) => latest?.appliedByDevice[spec.instanceId] ?? 0);
+      const pushedAtStart = latest?.synced.localToAtlas ?? 0;
+      const counterAt: (number | null)[] = dbs.map(() => null);
+      let atlasCounterAt: number | null = null;
+      onLatest = () => {
+        const now = performance.now();
+        specs.forEach((spec, i) => {
+          const applied = (latest!.appliedByDevice[spec.instanceId] ?? 0) - appliedAtStart[i];
+          if (counterAt[i] === null && applied >= total - writes) counterAt[i] = now;
+        });
+        if (atlasCounterAt === null && latest!.synced.localToAtlas - pushedAtStart >= total)
+          atlasCounterAt = now;
+      };
       const t0 = performance.now();
       const acks: Promise<unknown>[] = [];
       for (const w of schedule) {
@@ -146,29 +169,81 @@ async function fanin(ctx: BenchContext, devices: number): Promise<FaninResult> {
       }
       await Promise.all(acks);
       const tLast = performance.now();
+      // A copy completes at its counter's time when no count after that time fell short,
+      // otherwise at the count that confirmed it.
       const doneAt: (number | null)[] = dbs.map(() => null);
+      const shortAt: number[] = dbs.map(() => -Infinity);
       let atlasAt: number | null = null;
+      let atlasShortAt = -Infinity;
+      const settle = (counter: number | null, short: number, confirmedAt: number): number =>
+        (counter !== null && counter > short ? counter : confirmedAt) - tLast;
       const cap = tLast + ctx.args.faninCapSeconds * 1000;
       const pacer = new PollPacer(250);
-      while (performance.now() < cap && (doneAt.includes(null) || atlasAt === null)) {
-        const [counts, onAtlas] = await pacer.probe(async () => [
-          await Promise.all(
-            dbs.map((d, i) =>
-              doneAt[i] !== null
-                ? total
-                : d.server.client.db(d.name).collection(coll).estimatedDocumentCount(),
+      // Counts (paced) only the copies whose counter says complete and no count since fell
+      // short; whatever is still open at the cap is counted once more, unpaced.
+      const countable = (i: number, final: boolean) =>
+        doneAt[i] === null && (final || (counterAt[i] !== null && counterAt[i]! > shortAt[i]));
+      const atlasCountable = (final: boolean) =>
+        atlasAt === null && (final || (atlasCounterAt !== null && atlasCounterAt > atlasShortAt));
+      const probe = async (final: boolean) => {
+        const [counts, onAtlas] = await pacer.probe(async () =>
+          Promise.all([
+            Promise.all(
+              dbs.map((d, i) =>
+                countable(i, final)
+                  ? d.server.client.db(d.name).collection(coll).countDocuments()
+                  : null,
+              ),
             ),
-          ),
-          atlasAt === null
-            ? await ctx.atlas.client.db(atlasDb).collection(coll).estimatedDocumentCount()
-            : total,
-        ]);
+            atlasCountable(final)
+              ? ctx.atlas.client.db(atlasDb).collection(coll).countDocuments()
+              : null,
+          ]),
+        );
         const now = performance.now();
         counts.forEach((c, i) => {
-          if (doneAt[i] === null && c >= total) doneAt[i] = now - tLast;
+          if (c === null || doneAt[i] !== null) return;
+          if (c >= total) doneAt[i] = settle(counterAt[i], shortAt[i], now);
+          else shortAt[i] = now;
         });
-        if (atlasAt === null && onAtlas >= total) atlasAt = now - tLast;
-        await pacer.untilDue();
+        if (onAtlas !== null && atlasAt === null) {
+          if (onAtlas >= total) atlasAt = settle(atlasCounterAt, atlasShortAt, now);
+          else atlasShortAt = now;
+        }
+      };
+      const pending = () => doneAt.includes(null) || atlasAt === null;
+      const news = () => atlasCountable(false) || dbs.some((_, i) => countable(i, false));
+      while (performance.now() < cap && pending()) {
+        if (news()) await probe(false);
+        while (performance.now() < cap && pending() && !(pacer.due() && news())) await sleep(100);
+      }
+      if (pending()) await probe(true);
+      onLatest = undefined;
+      const behind = doneAt.flatMap((d, i) => (d === null ? [i] : []));
+      if (behind.length) {
+        const applied = behind.map(
+          (i) => (latest?.appliedByDevice[specs[i].instanceId] ?? 0) - appliedAtStart[i],
+        );
+        // What the first of them lacks, read directly (not the estimated count).
+        const first = dbs[behind[0]];
+        const held = new Set(
+          (await first.server.client.db(first.name).collection(coll).distinct('_id')).map(String),
+        );
+        const onAtlas = (await ctx.atlas.client.db(atlasDb).collection(coll).distinct('_id')).map(
+          String,
+        );
+        const missing = onAtlas.filter((id) => !held.has(id));
+        const firstColl = first.server.client.db(first.name).collection(coll);
+        const [estimated, counted] = await Promise.all([
+          firstColl.estimatedDocumentCount(),
+          firstColl.countDocuments(),
+        ]);
+        ctx.log(
+          `fan-in ${devices} devices, run ${r + 1}: ${behind.length} devices short at the cap; ` +
+            `they applied ${Math.min(...applied)}–${Math.max(...applied)} of ${total - writes} changes by their counters; ` +
+            `device ${behind[0]} holds ${held.size} of Atlas's ${onAtlas.length} documents (missing e.g. ${missing.slice(0, 3).join(', ')}; ` +
+            `estimatedDocumentCount ${estimated}, countDocuments ${counted})`,
+        );
       }
       const serverCpu = meter.end();
       const converged = doneAt.filter((x) => x !== null).length;
