@@ -175,7 +175,7 @@ async function fanin(ctx: BenchContext, devices: number): Promise<FaninResult> {
       const shortAt: number[] = dbs.map(() => -Infinity);
       let atlasAt: number | null = null;
       let atlasShortAt = -Infinity;
-      const settle = (counter: number | null, short: number, confirmedAt: number): number =>
+      const completedAt = (counter: number | null, short: number, confirmedAt: number): number =>
         (counter !== null && counter > short ? counter : confirmedAt) - tLast;
       const cap = tLast + ctx.args.faninCapSeconds * 1000;
       const pacer = new PollPacer(250);
@@ -203,11 +203,11 @@ async function fanin(ctx: BenchContext, devices: number): Promise<FaninResult> {
         const now = performance.now();
         counts.forEach((c, i) => {
           if (c === null || doneAt[i] !== null) return;
-          if (c >= total) doneAt[i] = settle(counterAt[i], shortAt[i], now);
+          if (c >= total) doneAt[i] = completedAt(counterAt[i], shortAt[i], now);
           else shortAt[i] = now;
         });
         if (onAtlas !== null && atlasAt === null) {
-          if (onAtlas >= total) atlasAt = settle(atlasCounterAt, atlasShortAt, now);
+          if (onAtlas >= total) atlasAt = completedAt(atlasCounterAt, atlasShortAt, now);
           else atlasShortAt = now;
         }
       };

@@ -20,6 +20,7 @@ import {
 import { DataEvent, LocalChangeCaptureService } from './local-change-capture.service';
 import { LocalCapture, LocalCaptureStatus } from './local-capture.interface';
 import { syncCaptureChannel } from './sync-capture.plugin';
+import { wakeableDelay } from '../common/wakeable-delay';
 
 /**
  * A marker older than this is looked at one last time and removed: a write
@@ -280,13 +281,9 @@ export class DirtyMarkerCaptureService implements LocalCapture {
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+    const delay = wakeableDelay(ms);
+    this.wake = delay.wake;
+    return delay.done;
   }
 }
 

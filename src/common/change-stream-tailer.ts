@@ -9,6 +9,7 @@ import type {
   Timestamp,
 } from 'mongodb';
 import { redactMessage } from '../errors/sync.errors';
+import { wakeableDelay } from './wakeable-delay';
 import { WaiterList } from './waiter-list';
 
 /** Error codes after which a stored resume token can never be used again. */
@@ -260,25 +261,15 @@ export class ChangeStreamTailer {
     if (max <= 0 || this.stopping || this.catchUpWaiters.size) return Promise.resolve();
     const first = this.options.maxAwaitTimeMS ?? 250;
     const ms = Math.min(max, first * 2 ** Math.min(emptyPolls - 1, 20));
-    return new Promise((resolve) => {
-      const end = (): void => {
-        clearTimeout(timer);
-        this.endIdlePause = undefined;
-        resolve();
-      };
-      const timer = setTimeout(end, ms);
-      this.endIdlePause = end;
-    });
+    const delay = wakeableDelay(ms);
+    this.endIdlePause = delay.wake;
+    return delay.done.finally(() => (this.endIdlePause = undefined));
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+    const delay = wakeableDelay(ms);
+    this.wake = delay.wake;
+    return delay.done;
   }
 }
 

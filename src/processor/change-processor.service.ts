@@ -49,6 +49,7 @@ import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { OutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
+import { statementErrorsOf } from '../common/write-errors';
 
 /** A document state (or deletion) arriving from Atlas, with its version. */
 export interface IncomingChange {
@@ -421,12 +422,9 @@ export class ChangeProcessorService {
       );
       matched = result.matchedCount + result.insertedCount;
     } catch (err) {
-      const writeErrors = (err as { writeErrors?: { index: number }[] | { index: number } })
-        .writeErrors;
-      if (!writeErrors) throw err;
-      failed = new Set(
-        (Array.isArray(writeErrors) ? writeErrors : [writeErrors]).map((w) => w.index),
-      );
+      const statementErrors = statementErrorsOf(err);
+      if (!statementErrors) throw err;
+      failed = new Set(statementErrors.map((w) => w.index));
       matched = -1; // unknown: check every update below
     }
     // An update whose compare-and-set matched nothing raises no error: find those by reading back.
