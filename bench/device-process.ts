@@ -28,6 +28,8 @@ function sample(): void {
     at: Date.now(),
     rss: mem.rss,
     heapUsed: mem.heapUsed,
+    heapTotal: mem.heapTotal,
+    external: mem.external,
     cpuUser: cpu.user,
     cpuSystem: cpu.system,
     synced: devices.reduce(

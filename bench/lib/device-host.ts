@@ -20,6 +20,9 @@ export interface Footprint {
   rssPeakMiB: number;
   rssMeanMiB: number;
   heapPeakMiB: number;
+  /** Peak V8 heap reserved, and peak memory outside it held by JS objects (RSS minus these two is code, stacks and allocator slack). */
+  heapTotalPeakMiB: number;
+  externalPeakMiB: number;
   /** Average share of one core (100 = one core). */
   cpuPercent: number;
   cpuSeconds: number;
@@ -167,6 +170,8 @@ export class DeviceHost {
       rssPeakMiB: Math.max(...inside.map((s) => s.rss)) / MiB,
       rssMeanMiB: inside.reduce((a, s) => a + s.rss, 0) / inside.length / MiB,
       heapPeakMiB: Math.max(...inside.map((s) => s.heapUsed)) / MiB,
+      heapTotalPeakMiB: Math.max(...inside.map((s) => s.heapTotal ?? NaN)) / MiB,
+      externalPeakMiB: Math.max(...inside.map((s) => s.external ?? NaN)) / MiB,
       cpuSeconds,
       cpuPercent: seconds > 0 ? (100 * cpuSeconds) / seconds : NaN,
     };

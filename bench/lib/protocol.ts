@@ -18,6 +18,10 @@ export interface ProcSample {
   at: number;
   rss: number;
   heapUsed: number;
+  /** V8 heap reserved (used plus free pages not yet returned). */
+  heapTotal: number;
+  /** Memory outside the V8 heap held by JS objects (Buffers, driver sockets). */
+  external: number;
   /** Cumulative CPU microseconds of the process. */
   cpuUser: number;
   cpuSystem: number;

@@ -31,8 +31,15 @@ export interface CatchupRun {
   idleRssMiB: number;
   footprint: Footprint;
   serverCpu: Record<string, CpuShare>;
-  /** Synced changes per direction at each second after process start. */
-  progress: { second: number; localToAtlas: number; atlasToLocal: number }[];
+  /** Synced changes per direction, and the process's memory (MiB), at each second after process start. */
+  progress: {
+    second: number;
+    localToAtlas: number;
+    atlasToLocal: number;
+    rssMiB: number;
+    heapUsedMiB: number;
+    heapTotalMiB: number;
+  }[];
   commandStats?: CommandStats;
 }
 
@@ -111,12 +118,19 @@ export async function measureCatchup(
     // them, paced because on SecantusDB a count reads the whole collection.
     const counted: { l2a?: number; a2l?: number } = {};
     const progress: CatchupRun['progress'] = [];
-    const onSample = ({ synced: c }: ProcSample): void => {
+    const onSample = ({ synced: c, rss, heapUsed, heapTotal }: ProcSample): void => {
       const at = performance.now() - t0;
       if (counted.l2a === undefined && c.localToAtlas >= local) counted.l2a = at;
       if (counted.a2l === undefined && c.atlasToLocal >= atlas) counted.a2l = at;
       const second = Math.floor(at / 1000);
-      const entry = { second, localToAtlas: c.localToAtlas, atlasToLocal: c.atlasToLocal };
+      const entry = {
+        second,
+        localToAtlas: c.localToAtlas,
+        atlasToLocal: c.atlasToLocal,
+        rssMiB: Math.round(rss / 2 ** 20),
+        heapUsedMiB: Math.round(heapUsed / 2 ** 20),
+        heapTotalMiB: Math.round(heapTotal / 2 ** 20),
+      };
       if (progress[progress.length - 1]?.second === second) progress[progress.length - 1] = entry;
       else progress.push(entry);
     };
@@ -217,7 +231,7 @@ export async function measureCatchup(
 
 const describe = (r: CatchupRun) =>
   `${r.n} changes: ${r.convergeMs === null ? `NOT converged within the cap (${r.synced}/${r.n} synced)` : `converged in ${(r.convergeMs / 1000).toFixed(1)} s (±${(r.probeResolutionMs / 1000).toFixed(1)} s)`}, ` +
-  `${r.rate.toFixed(0)} changes/s, RSS peak ${r.footprint.rssPeakMiB.toFixed(0)} MiB (idle ${r.idleRssMiB.toFixed(0)}), CPU ${r.footprint.cpuPercent.toFixed(0)}%`;
+  `${r.rate.toFixed(0)} changes/s, RSS peak ${r.footprint.rssPeakMiB.toFixed(0)} MiB (idle ${r.idleRssMiB.toFixed(0)}; heap used/reserved ${r.footprint.heapPeakMiB.toFixed(0)}/${r.footprint.heapTotalPeakMiB.toFixed(0)}, external ${r.footprint.externalPeakMiB.toFixed(0)}), CPU ${r.footprint.cpuPercent.toFixed(0)}%`;
 
 export async function runCatchup(ctx: BenchContext): Promise<CatchupResult> {
   const runs: CatchupRun[] = [];

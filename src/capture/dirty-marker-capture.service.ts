@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Document } from 'mongodb';
 import { SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { backoffDelay } from '../common/change-stream-tailer';
+import { groupBy } from '../common/group-by';
 import { idKey } from '../common/sync-stamp';
 import { WaiterList } from '../common/waiter-list';
 import { ResolvedSyncConfig } from '../config/sync-config';
@@ -181,7 +182,7 @@ export class DirtyMarkerCaptureService implements LocalCapture {
 
   /** Captures a page of markers; true when it marked more documents (found uncaptured inserts). */
   private async handle(markers: MarkerDocument[], settledBefore: Date): Promise<boolean> {
-    const byCollection = new Map<string, DirtyMarker[]>();
+    const pushed: DirtyMarker[] = [];
     let markedMore = false;
     for (const marker of markers) {
       if (isPendingInserts(marker)) {
@@ -192,11 +193,11 @@ export class DirtyMarkerCaptureService implements LocalCapture {
         await this.markers.remove(marker);
         continue;
       }
-      byCollection.set(marker.c, [...(byCollection.get(marker.c) ?? []), marker]);
+      pushed.push(marker);
     }
     const events: DataEvent[] = [];
     const outcomes: MarkerOutcome[] = [];
-    for (const [collection, list] of byCollection) {
+    for (const [collection, list] of groupBy(pushed, (m) => m.c)) {
       const docs = await this.stores.local
         .collection(collection)
         .find({ _id: { $in: list.map((m) => m.i) } } as Document)

@@ -19,6 +19,7 @@ import {
   topLevelFields,
   touchesStamp,
 } from '../common/sync-stamp';
+import { groupBy } from '../common/group-by';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { SyncErrorEvent, SyncEvents, SyncStateChangedEvent } from '../events/sync-events';
 import { SyncStoresService } from '../metadata/sync-stores.service';
@@ -175,14 +176,12 @@ export class LocalChangeCaptureService implements LocalCapture {
       (e) => this.config.pushesCollection(e.ns?.coll) && this.isHostWrite(e),
     );
     if (!relevant.length) return;
-    const byCollection = new Map<string, DataEvent[]>();
-    for (const e of lastEventPerDocument(relevant))
-      byCollection.set(e.ns.coll, [...(byCollection.get(e.ns.coll) ?? []), e]);
+    const byCollection = groupBy(lastEventPerDocument(relevant), (e) => e.ns.coll);
 
     const entries: NewOutboxEntry[] = [];
     const newTombstones: Tombstone[] = [];
     const stampWrites = new Map<string, AnyBulkWriteOperation<Document>[]>();
-    const revived = new Map<string, { id: unknown; upTo: SyncVersion }[]>();
+    const revived: { collection: string; id: unknown; upTo: SyncVersion }[] = [];
 
     for (const [collection, list] of byCollection) {
       const tombs = await this.tombstones.find(this.stores.local, collection, [
@@ -235,7 +234,7 @@ export class LocalChangeCaptureService implements LocalCapture {
         });
         stampWrites.set(collection, ops);
         if (tomb) {
-          revived.set(collection, [...(revived.get(collection) ?? []), { id, upTo: tomb._sync.v }]);
+          revived.push({ collection, id, upTo: tomb._sync.v });
           tombs.delete(idKey(id));
         }
         this.origin.markLocalChange(collection, id, v);
@@ -254,7 +253,7 @@ export class LocalChangeCaptureService implements LocalCapture {
           entries.filter((e) => e.collection === collection && e.op === 'upsert'),
         );
     }
-    for (const [collection, list] of revived)
+    for (const [collection, list] of groupBy(revived, (r) => r.collection))
       await this.tombstones.remove(this.stores.local, collection, list);
   }
 

@@ -13,6 +13,7 @@ import {
   SyncStamp,
   withoutStamp,
 } from '../common/sync-stamp';
+import { groupBy } from '../common/group-by';
 import { statementErrorsOf } from '../common/write-errors';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { ConflictResolverService } from '../conflict/conflict-resolver.service';
@@ -149,8 +150,7 @@ export class OutboxDrainerService {
 
   private async pushBatch(batch: OutboxEntry[]): Promise<number> {
     const started = Date.now();
-    const byCollection = new Map<string, OutboxEntry[]>();
-    for (const e of batch) byCollection.set(e.c, [...(byCollection.get(e.c) ?? []), e]);
+    const byCollection = groupBy(batch, (e) => e.c);
     const outcomes = new Map<OutboxEntry, PushOutcome>();
     for (const [collection, entries] of byCollection) {
       const result = await this.pushCollection(collection, entries);

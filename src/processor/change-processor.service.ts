@@ -49,6 +49,7 @@ import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { OutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
+import { groupBy } from '../common/group-by';
 import { statementErrorsOf } from '../common/write-errors';
 
 /** A document state (or deletion) arriving from Atlas, with its version. */
@@ -770,15 +771,4 @@ export function successor(version: SyncVersion | undefined): SyncVersion | undef
   return p.counter < 999_999
     ? formatVersion(p.ms, p.counter + 1, ATLAS_ORIGIN)
     : formatVersion(p.ms + 1, 0, ATLAS_ORIGIN);
-}
-
-function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
-  const groups = new Map<string, T[]>();
-  for (const item of items) {
-    const k = key(item);
-    const list = groups.get(k);
-    if (list) list.push(item);
-    else groups.set(k, [item]);
-  }
-  return groups;
 }
