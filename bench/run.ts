@@ -27,6 +27,7 @@ import { measureCatchup, runCatchup } from './scenarios/catchup';
 import { runFanin } from './scenarios/fanin';
 import { measureLag, runLag } from './scenarios/lag';
 import { runPlanner } from './scenarios/planner';
+import { serviceNodeFlags } from '../test/support/service-command';
 import { measureMode, runThroughput } from './scenarios/throughput';
 
 function git(...args: string[]): string {
@@ -201,6 +202,7 @@ async function main(): Promise<void> {
         cpuMHz: cpus[0]?.speed ?? 0,
         totalMemGiB: os.totalmem() / 1024 ** 3,
         node: process.version,
+        deviceNodeFlags: serviceNodeFlags(),
         platform: os.platform(),
         kernel: os.release(),
         loadAvgStart: loadAverage(),

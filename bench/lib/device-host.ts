@@ -1,6 +1,7 @@
 import { ChildProcess, fork } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { MiB } from './stats';
+import { serviceNodeFlags } from '../../test/support/service-command';
 import type { ChildMessage, CommandStats, DeviceSpec, ProcSample } from './protocol';
 
 export interface HostOptions {
@@ -56,7 +57,8 @@ export class DeviceHost {
     readonly label: string,
     private readonly options: HostOptions,
   ) {
-    const execArgv: string[] = [];
+    // Device processes run with the Node flags the service ships with (`npm start`).
+    const execArgv = serviceNodeFlags();
     if (options.cpuProfileDir) {
       mkdirSync(options.cpuProfileDir, { recursive: true });
       execArgv.push(

@@ -14,6 +14,8 @@ export interface MachineInfo {
   cpuMHz: number;
   totalMemGiB: number;
   node: string;
+  /** Node flags of every device process: those `npm start` gives the service. */
+  deviceNodeFlags?: string[];
   platform: string;
   kernel: string;
   loadAvgStart: number;

@@ -169,6 +169,8 @@ export function renderMarkdown(
       `${m.machine.totalMemGiB.toFixed(1)} GiB RAM, Node ${m.machine.node}, ${m.machine.platform} ${m.machine.kernel}. ` +
       `Load average ${m.machine.loadAvgStart.toFixed(2)} at start, ${m.machine.loadAvgEnd?.toFixed(2) ?? '–'} at the end ` +
       "(the machine is shared: other sessions' test runs may overlap).",
+    `- **Device processes:** Node flags \`${(m.machine.deviceNodeFlags ?? []).join(' ') || 'none'}\`, ` +
+      'those `npm start` gives the service (its heap budget: README, "Memory").',
     `- **Servers:** ${m.servers}. Server RSS after each scenario: ${Object.entries(
       m.serverRssMiB ?? {},
     )

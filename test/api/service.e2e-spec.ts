@@ -12,13 +12,14 @@ import { loadServiceConfig, usesEmbeddedServers } from '../../src/service/servic
 import { createServiceLogger } from '../../src/service/service-logger';
 import { describeUnless, needsEmbeddedServers, waitFor } from '../support/mongo-harness';
 import { pidAlive, secantusProcessesOf } from '../support/process-probe';
+import { serviceArgv } from '../support/service-command';
 
 const ROOT = resolve(__dirname, '..', '..');
 const API_KEY = 'service-key-0123456789abcdef';
 
 /**
  * Runs the service as the README does (`npm start` = ensure-build, then
- * `node dist/main.js`) with no URIs, so it starts its embedded dev servers.
+ * `node --max-old-space-size=512 dist/main.js`, argv from package.json) with no URIs, so it starts its embedded dev servers.
  */
 describeUnless(needsEmbeddedServers)('the runnable service (node dist/main.js)', () => {
   let child: ChildProcess | undefined;
@@ -40,7 +41,7 @@ describeUnless(needsEmbeddedServers)('the runnable service (node dist/main.js)',
     ports.http = await findFreePort();
     ports.local = await findFreePort();
     ports.atlas = await findFreePort();
-    child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
+    child = spawn(process.execPath, serviceArgv(), {
       // A clean working directory: no .env of the developer, data under workDir.
       cwd: workDir,
       env: {

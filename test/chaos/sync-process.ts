@@ -2,7 +2,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync, WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { findFreePort } from '../../src/embedded-server/embedded-mongo-server';
-import { ROOT } from '../support/cli-runner';
+import { serviceArgv } from '../support/service-command';
 import { waitFor } from '../support/mongo-harness';
 
 export interface SyncProcessOptions {
@@ -13,7 +13,7 @@ export interface SyncProcessOptions {
 }
 
 /**
- * One device's sync service as users run it (`node dist/main.js`), as a
+ * One device's sync service as users run it (`npm start`'s command line), as a
  * child process the chaos suite can SIGKILL and start again. Its output goes
  * to `<workDir>/<name>.log` (appended across restarts) for post-mortems.
  */
@@ -45,7 +45,7 @@ export class SyncProcess {
     this.port = await findFreePort();
     this.log ??= createWriteStream(this.logPath, { flags: 'a' });
     this.log.write(`\n===== start ${++this.starts} at ${new Date().toISOString()}\n`);
-    const child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
+    const child = spawn(process.execPath, serviceArgv(), {
       cwd: this.options.workDir,
       env: {
         PATH: process.env.PATH,
