@@ -3,6 +3,7 @@ import {
   ChangeStreamTailer,
   ChangeStreamTailerOptions,
 } from '../../src/common/change-stream-tailer';
+import { ATLAS_LISTENER_MAX_AWAIT_MS } from '../../src/listener/listener.service';
 import { uniqueDbName, useMongoServers, waitFor } from '../support/mongo-harness';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -64,6 +65,21 @@ describe('ChangeStreamTailer idle pacing (on a real server)', () => {
     await waitFor(() => handled.length > 0, { timeoutMs: 5000 });
     // At most one pause (400 ms) plus a poll; generous for a loaded machine.
     expect(handled[0].at - writtenAt).toBeLessThan(1500);
+  });
+
+  it("the Atlas listener's long poll: about one read a second while idle, and a write answered at once", async () => {
+    const db = client.db(uniqueDbName('long'));
+    const { handled } = startTailer(db, { maxAwaitTimeMS: ATLAS_LISTENER_MAX_AWAIT_MS });
+    await sleep(3000);
+    // ~3 reads in 3 s (a 250 ms wait would make ~12).
+    expect(getMores.get(db.databaseName) ?? 0).toBeLessThanOrEqual(5);
+
+    await sleep(300); // well inside a poll
+    const writtenAt = Date.now();
+    await db.collection('items').insertOne({ _id: 'now' as never });
+    await waitFor(() => handled.length > 0, { timeoutMs: 5000 });
+    // The server ends the wait when the change arrives, not at the end of the second.
+    expect(handled[0].at - writtenAt).toBeLessThan(500);
   });
 
   it('caughtUp() ends a pause at once', async () => {
