@@ -19,7 +19,8 @@ const API_KEY = 'service-key-0123456789abcdef';
 
 /**
  * Runs the service as the README does (`npm start` = ensure-build, then
- * `node --max-old-space-size=512 dist/main.js`, argv from package.json) with no URIs, so it starts its embedded dev servers.
+ * `node <flags> dist/main.js`, argv taken from package.json) with no URIs, so
+ * it starts its embedded dev servers.
  */
 describeUnless(needsEmbeddedServers)('the runnable service (node dist/main.js)', () => {
   let child: ChildProcess | undefined;
