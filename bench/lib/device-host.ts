@@ -172,8 +172,8 @@ export class DeviceHost {
       rssPeakMiB: Math.max(...inside.map((s) => s.rss)) / MiB,
       rssMeanMiB: inside.reduce((a, s) => a + s.rss, 0) / inside.length / MiB,
       heapPeakMiB: Math.max(...inside.map((s) => s.heapUsed)) / MiB,
-      heapTotalPeakMiB: Math.max(...inside.map((s) => s.heapTotal ?? NaN)) / MiB,
-      externalPeakMiB: Math.max(...inside.map((s) => s.external ?? NaN)) / MiB,
+      heapTotalPeakMiB: Math.max(...inside.map((s) => s.heapTotal)) / MiB,
+      externalPeakMiB: Math.max(...inside.map((s) => s.external)) / MiB,
       cpuSeconds,
       cpuPercent: seconds > 0 ? (100 * cpuSeconds) / seconds : NaN,
     };
