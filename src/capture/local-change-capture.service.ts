@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { AnyBulkWriteOperation, ChangeStreamDocument, Document } from 'mongodb';
-import { SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import { SYNC_COLLECTIONS, SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import {
   collectionOperationWarning,
   COLLECTION_OPERATIONS,
@@ -101,23 +101,37 @@ export class LocalChangeCaptureService implements LocalCapture {
   }
 
   start(): void {
+    // Every Atlas batch waits for caughtUp(); the mark's event answers it within
+    // one round trip while the stream long-polls an idle server.
+    const progressMark = {
+      collection: SYNC_COLLECTIONS.metadata,
+      id: `capture-mark:${this.origin.instanceId}`,
+    };
     this.tailer ??= new ChangeStreamTailer({
       name: 'local capture',
       db: () => this.stores.local,
       pipeline: () => [
         {
           $match: {
-            operationType: { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] },
-            'ns.coll': { $not: /^(_sync_|system\.)/ },
-            ...(this.config.collections ? { 'ns.coll': { $in: this.config.collections } } : {}),
-            // The engine's own writes set `_sync` whole; dropping them on the server
-            // spares a post-image lookup each (isHostWrite stays the rule).
-            $nor: [
+            $or: [
+              { 'ns.coll': progressMark.collection, 'documentKey._id': progressMark.id },
               {
-                operationType: 'update',
-                [`updateDescription.updatedFields.${SYNC_STAMP_FIELD}`]: { $exists: true },
+                operationType: { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] },
+                'ns.coll': { $not: /^(_sync_|system\.)/ },
+                ...(this.config.collections ? { 'ns.coll': { $in: this.config.collections } } : {}),
+                // The engine's own writes set `_sync` whole; dropping them on the server
+                // spares a post-image lookup each (isHostWrite stays the rule).
+                $nor: [
+                  {
+                    operationType: 'update',
+                    [`updateDescription.updatedFields.${SYNC_STAMP_FIELD}`]: { $exists: true },
+                  },
+                  {
+                    operationType: 'insert',
+                    [`fullDocument.${SYNC_STAMP_FIELD}`]: { $exists: true },
+                  },
+                ],
               },
-              { operationType: 'insert', [`fullDocument.${SYNC_STAMP_FIELD}`]: { $exists: true } },
             ],
           },
         },
@@ -128,11 +142,7 @@ export class LocalChangeCaptureService implements LocalCapture {
         maxMs: this.config.maxReconnectInterval,
         maxAttempts: this.config.maxReconnectAttempts,
       },
-      // Short: every Atlas batch waits for one capture poll (caughtUp) before it is applied.
-      maxAwaitTimeMS: 25,
-      // An idle device polls about 4 times a second instead of 40; a write
-      // made while idle is captured at most this much later.
-      idlePauseMaxMs: 250,
+      progressMark,
       loadToken: async () => (await this.tokens.load(this.origin.instanceId, 'local'))?.token,
       saveToken: (token) => this.tokens.save(this.origin.instanceId, 'local', token),
       handleBatch: (events) => this.captureBatch(events as DataEvent[]),

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import type {
   ChangeStream,
@@ -21,6 +22,14 @@ const HISTORY_LOST_CODES = new Set([
 
 /** Minimum time between two saves of an idle stream's token (ms). */
 const IDLE_TOKEN_SAVE_MS = 5000;
+
+/**
+ * How long one read waits on the server for new events (ms), unless a tailer
+ * says otherwise. A change stream read is a long poll: the server answers as
+ * soon as an event arrives, so a long wait adds no lag and spares an idle
+ * server most reads.
+ */
+export const CHANGE_STREAM_MAX_AWAIT_MS = 1000;
 
 export function isHistoryLostError(err: unknown): boolean {
   const e = err as MongoError & { codeName?: string };
@@ -62,14 +71,22 @@ export interface ChangeStreamTailerOptions {
   /** The stored token is unusable (286, invalid, invalidate): re-baseline and return where to start. */
   onHistoryLost: (err: unknown) => Promise<void>;
   onStateChange?: (state: 'connected' | 'disconnected', detail?: string) => void;
-  /** How long one poll waits on the server for new events (ms). Default 250. */
+  /** How long one poll waits on the server for new events (ms). Default `CHANGE_STREAM_MAX_AWAIT_MS`. */
   maxAwaitTimeMS?: number;
   /**
-   * While polls come back empty, wait between them, from `maxAwaitTimeMS`
-   * doubling up to this (ms); `caughtUp()` ends a pause at once. Default 0
-   * (poll again at once). Spares an idle server a short-await stream's polls.
+   * A document in the watched database that `caughtUp()` updates: the
+   * update's own event marks the point to reach and wakes a waiting read at
+   * once. The pipeline must let that event through; the tailer drops it
+   * before `handleBatch`. Without a mark, `caughtUp()` may wait for a whole
+   * idle poll (`maxAwaitTimeMS`) to come back empty.
    */
-  idlePauseMaxMs?: number;
+  progressMark?: ProgressMark;
+}
+
+/** Where `caughtUp()` writes its mark: `_id` of a document in `collection`. */
+export interface ProgressMark {
+  collection: string;
+  id: string;
 }
 
 export interface ChangeStreamTailerStatus {
@@ -94,11 +111,15 @@ export class ChangeStreamTailer {
   private loop?: Promise<void>;
   private stopping = false;
   private wake?: () => void;
-  private endIdlePause?: () => void;
   private lastSavedToken?: string;
   /** True from opening with a stored token until the first successful read. */
   private openingWithToken = false;
   private pollsStarted = 0;
+  private marksWritten = 0;
+  /** The highest of this tailer's marks read from the stream. */
+  private marksRead = 0;
+  /** Tells this tailer's marks from those of an earlier run or another process. */
+  private readonly markNonce = randomBytes(6).toString('hex');
   private readonly catchUpWaiters = new WaiterList<CatchUpWaiter>();
   private readonly state: ChangeStreamTailerStatus = {
     running: false,
@@ -129,7 +150,6 @@ export class ChangeStreamTailer {
   async stop(): Promise<void> {
     this.stopping = true;
     this.wake?.();
-    this.endIdlePause?.();
     await this.stream?.close().catch(() => undefined);
     await this.loop;
     this.catchUpWaiters.releaseAll();
@@ -137,22 +157,69 @@ export class ChangeStreamTailer {
 
   /**
    * Resolves once every event the server had at the call has been handled:
-   * a handled event is at least as new as the server's operation time then,
-   * or a poll started after the call came back empty. Also resolves when
-   * the tailer stops, so a caller never waits on a stopped stream.
+   * the progress mark written now was read (and everything before it
+   * handled), or, without a mark, a handled event is at least as new as the
+   * server's operation time then; or a poll started after the call came back
+   * empty. Also resolves when the tailer stops, so a caller never waits on a
+   * stopped stream.
    */
   async caughtUp(): Promise<void> {
     if (!this.loop) return;
     const afterPoll = this.pollsStarted;
-    const target = await this.options
+    const mark = await this.writeProgressMark();
+    // Without a mark: the server's operation time now. (A write's reply may
+    // carry a time later than the write's own event, so a mark is waited for
+    // by its value, not by its time.)
+    const target = mark === undefined ? await this.operationTime() : undefined;
+    // The mark's event may have been read while the write's reply was on its way.
+    if (!this.loop || (mark !== undefined && mark <= this.marksRead)) return;
+    return this.catchUpWaiters.wait({ target, afterPoll, mark });
+  }
+
+  /** The sequence number of a progress mark written now; undefined without one or when the write failed. */
+  private async writeProgressMark(): Promise<number | undefined> {
+    const mark = this.options.progressMark;
+    if (!mark) return undefined;
+    const seq = ++this.marksWritten;
+    try {
+      await this.options
+        .db()
+        .collection<{ _id: string }>(mark.collection)
+        .updateOne(
+          { _id: mark.id },
+          { $set: { mark: `${this.markNonce}:${seq}` } },
+          { upsert: true },
+        );
+      return seq;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private operationTime(): Promise<Timestamp | undefined> {
+    return this.options
       .db()
       .command({ ping: 1 })
       .then((reply) => reply.operationTime as Timestamp | undefined)
       .catch(() => undefined);
-    if (!this.loop) return;
-    const caughtUp = this.catchUpWaiters.wait({ target, afterPoll });
-    this.endIdlePause?.();
-    return caughtUp;
+  }
+
+  /** This tailer's progress mark in an event: its sequence number, or undefined for any other event. */
+  private progressMarkOf(e: ChangeStreamDocument): number | undefined {
+    const mark = this.options.progressMark;
+    if (!mark) return undefined;
+    const { ns, documentKey } = e as { ns?: { coll?: string }; documentKey?: { _id?: unknown } };
+    if (ns?.coll !== mark.collection || documentKey?._id !== mark.id) return undefined;
+    const { updateDescription, fullDocument } = e as {
+      updateDescription?: { updatedFields?: Document };
+      fullDocument?: Document;
+    };
+    const value = String(
+      (updateDescription ? updateDescription.updatedFields : fullDocument)?.mark,
+    );
+    const [nonce, seq] = value.split(':');
+    // Another process's (or an earlier run's) mark still counts as a mark, never as ours.
+    return nonce === this.markNonce ? Number(seq) : 0;
   }
 
   private async run(): Promise<void> {
@@ -195,12 +262,11 @@ export class ChangeStreamTailer {
     const stream = this.options.db().watch(this.options.pipeline(), {
       fullDocument: 'updateLookup',
       batchSize: this.options.batchSize,
-      maxAwaitTimeMS: this.options.maxAwaitTimeMS ?? 250,
+      maxAwaitTimeMS: this.options.maxAwaitTimeMS ?? CHANGE_STREAM_MAX_AWAIT_MS,
       ...(token ? { startAfter: token } : {}),
     });
     this.stream = stream;
     this.openingWithToken = !!token;
-    let emptyPolls = 0;
     while (!this.stopping) {
       const poll = ++this.pollsStarted;
       const first = await stream.tryNext();
@@ -209,31 +275,37 @@ export class ChangeStreamTailer {
       this.state.lastError = undefined;
       this.setConnected(true);
       if (!first) {
-        // Idle: the post-batch resume token still advances, so a quiet stream
-        // never falls behind the oplog window. Saved at most once per
-        // IDLE_TOKEN_SAVE_MS: each save is a write that wakes every stream.
-        if (Date.now() - (this.state.lastTokenSavedAt?.getTime() ?? 0) >= IDLE_TOKEN_SAVE_MS) {
-          await this.saveToken(stream.resumeToken);
-        }
+        await this.saveIdleToken(stream.resumeToken);
         this.catchUpWaiters.release((w) => w.afterPoll < poll);
-        await this.idlePause(++emptyPolls);
         continue;
       }
-      emptyPolls = 0;
       const batch: ChangeStreamDocument[] = [first];
       while (batch.length < this.options.batchSize && bufferedCount(stream) > 0) {
         const next = await stream.tryNext();
         if (!next) break;
         batch.push(next);
       }
-      this.state.lastChange = new Date();
-      await this.options.handleBatch(batch);
-      await this.saveToken(stream.resumeToken);
+      let marksInBatch = 0;
+      const events = batch.filter((e) => {
+        const mark = this.progressMarkOf(e);
+        if (mark !== undefined) marksInBatch = Math.max(marksInBatch, mark);
+        return mark === undefined;
+      });
+      if (events.length) {
+        this.state.lastChange = new Date();
+        await this.options.handleBatch(events);
+        await this.saveToken(stream.resumeToken);
+      } else {
+        await this.saveIdleToken(stream.resumeToken);
+      }
+      // Only now: the batch's events before a mark are handled.
+      this.marksRead = Math.max(this.marksRead, marksInBatch);
       const handledUpTo = (batch[batch.length - 1] as { clusterTime?: Timestamp }).clusterTime;
-      if (handledUpTo)
-        this.catchUpWaiters.release(
-          (w) => !!w.target && compareTimestamps(handledUpTo, w.target) >= 0,
-        );
+      this.catchUpWaiters.release(
+        (w) =>
+          (w.mark !== undefined && w.mark <= this.marksRead) ||
+          (!!w.target && !!handledUpTo && compareTimestamps(handledUpTo, w.target) >= 0),
+      );
     }
   }
 
@@ -246,6 +318,16 @@ export class ChangeStreamTailer {
     this.state.lastTokenSavedAt = new Date();
   }
 
+  /**
+   * Nothing to handle, but the post-batch resume token still advances, so a
+   * quiet stream never falls behind the oplog window. Saved at most once per
+   * IDLE_TOKEN_SAVE_MS: each save is a write that wakes every stream.
+   */
+  private async saveIdleToken(token: ResumeToken | undefined): Promise<void> {
+    if (Date.now() - (this.state.lastTokenSavedAt?.getTime() ?? 0) >= IDLE_TOKEN_SAVE_MS)
+      await this.saveToken(token);
+  }
+
   private setConnected(connected: boolean, detail?: string): void {
     if (this.state.connected === connected && connected) return;
     const changed = this.state.connected !== connected || !connected;
@@ -253,17 +335,6 @@ export class ChangeStreamTailer {
     if (connected) this.state.disconnectedSince = undefined;
     else this.state.disconnectedSince ??= new Date();
     if (changed) this.options.onStateChange?.(connected ? 'connected' : 'disconnected', detail);
-  }
-
-  /** The pause after the n-th empty poll in a row; none while someone waits for `caughtUp()`. */
-  private idlePause(emptyPolls: number): Promise<void> {
-    const max = this.options.idlePauseMaxMs ?? 0;
-    if (max <= 0 || this.stopping || this.catchUpWaiters.size) return Promise.resolve();
-    const first = this.options.maxAwaitTimeMS ?? 250;
-    const ms = Math.min(max, first * 2 ** Math.min(emptyPolls - 1, 20));
-    const delay = wakeableDelay(ms);
-    this.endIdlePause = delay.wake;
-    return delay.done.finally(() => (this.endIdlePause = undefined));
   }
 
   private sleep(ms: number): Promise<void> {
@@ -278,6 +349,8 @@ interface CatchUpWaiter {
   target?: Timestamp;
   /** Polls started before the caller asked (an empty one of those proves nothing). */
   afterPoll: number;
+  /** The progress mark written for the caller: reached once its event was read. */
+  mark?: number;
 }
 
 function compareTimestamps(a: Timestamp, b: Timestamp): number {

@@ -12,12 +12,6 @@ import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { ChangeProcessorService } from '../processor/change-processor.service';
 
-/**
- * How long one read of the Atlas stream waits on the server. A long poll: the
- * server answers as soon as a change arrives, so a longer wait adds no lag,
- * and an idle device asks Atlas once a second instead of four times.
- */
-export const ATLAS_LISTENER_MAX_AWAIT_MS = 1000;
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 
 /** The module's own collections other than tombstones, never streamed. */
@@ -56,7 +50,6 @@ export class ListenerService {
       db: () => this.stores.atlas,
       pipeline: () => this.pipeline(),
       batchSize: this.config.changeStreamBatchSize,
-      maxAwaitTimeMS: ATLAS_LISTENER_MAX_AWAIT_MS,
       reconnect: {
         initialMs: this.config.reconnectInterval,
         maxMs: this.config.maxReconnectInterval,

@@ -1,14 +1,15 @@
 import { ChangeStreamDocument, Db, MongoClient } from 'mongodb';
 import {
+  CHANGE_STREAM_MAX_AWAIT_MS,
   ChangeStreamTailer,
   ChangeStreamTailerOptions,
 } from '../../src/common/change-stream-tailer';
-import { ATLAS_LISTENER_MAX_AWAIT_MS } from '../../src/listener/listener.service';
 import { uniqueDbName, useMongoServers, waitFor } from '../support/mongo-harness';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const MARK = { collection: 'marks', id: 'test-mark' };
 
-describe('ChangeStreamTailer idle pacing (on a real server)', () => {
+describe('ChangeStreamTailer long poll and caughtUp() (on a real server)', () => {
   const harness = useMongoServers(1, { name: 'tailer' });
   let client: MongoClient;
   const getMores = new Map<string, number>();
@@ -49,27 +50,10 @@ describe('ChangeStreamTailer idle pacing (on a real server)', () => {
     return { tailer, handled };
   }
 
-  it('polls an idle stream less often, and still captures a write made while idle', async () => {
-    const paced = client.db(uniqueDbName('paced'));
-    const eager = client.db(uniqueDbName('eager'));
-    startTailer(eager, { maxAwaitTimeMS: 25 });
-    const { handled } = startTailer(paced, { maxAwaitTimeMS: 25, idlePauseMaxMs: 400 });
-    await sleep(2500);
-    const pacedPolls = getMores.get(paced.databaseName) ?? 0;
-    const eagerPolls = getMores.get(eager.databaseName) ?? 0;
-    // Without pauses a 25 ms poll runs ~40 times a second; with them, a few times.
-    expect(pacedPolls * 3).toBeLessThan(eagerPolls);
-
-    const writtenAt = Date.now();
-    await paced.collection('items').insertOne({ _id: 'late' as never });
-    await waitFor(() => handled.length > 0, { timeoutMs: 5000 });
-    // At most one pause (400 ms) plus a poll; generous for a loaded machine.
-    expect(handled[0].at - writtenAt).toBeLessThan(1500);
-  });
-
-  it("the Atlas listener's long poll: about one read a second while idle, and a write answered at once", async () => {
+  it('long-polls: about one read a second while idle, and a write answered at once', async () => {
+    expect(CHANGE_STREAM_MAX_AWAIT_MS).toBe(1000);
     const db = client.db(uniqueDbName('long'));
-    const { handled } = startTailer(db, { maxAwaitTimeMS: ATLAS_LISTENER_MAX_AWAIT_MS });
+    const { handled } = startTailer(db, {});
     await sleep(3000);
     // ~3 reads in 3 s (a 250 ms wait would make ~12).
     expect(getMores.get(db.databaseName) ?? 0).toBeLessThanOrEqual(5);
@@ -82,15 +66,48 @@ describe('ChangeStreamTailer idle pacing (on a real server)', () => {
     expect(handled[0].at - writtenAt).toBeLessThan(500);
   });
 
-  it('caughtUp() ends a pause at once', async () => {
-    const db = client.db(uniqueDbName('wake'));
-    // Pauses of 100, 200, 400, ... ms: four seconds in, the stream is early in a 3.2 s pause.
-    const { tailer } = startTailer(db, { maxAwaitTimeMS: 100, idlePauseMaxMs: 60_000 });
-    await sleep(4000);
-    const polls = getMores.get(db.databaseName) ?? 0;
-    const asked = Date.now();
-    await tailer.caughtUp();
-    expect(Date.now() - asked).toBeLessThan(1000);
-    expect(getMores.get(db.databaseName)).toBeGreaterThan(polls);
+  it('caughtUp() with a progress mark answers at once while an idle stream long-polls; without one it waits for an empty poll', async () => {
+    const marked = client.db(uniqueDbName('marked'));
+    const unmarked = client.db(uniqueDbName('unmarked'));
+    const { tailer: withMark, handled } = startTailer(marked, { progressMark: MARK });
+    const { tailer: withoutMark } = startTailer(unmarked, {});
+    await sleep(1500); // both are inside an idle 1 s read
+    const timed = async (t: ChangeStreamTailer) => {
+      const asked = Date.now();
+      await t.caughtUp();
+      return Date.now() - asked;
+    };
+    const [markedMs, unmarkedMs] = await Promise.all([timed(withMark), timed(withoutMark)]);
+    // The mark's own event wakes the read; without it, the read in progress
+    // and then one started after the call must both run out.
+    expect(markedMs).toBeLessThan(400);
+    expect(unmarkedMs).toBeGreaterThan(markedMs + 300);
+    expect(handled).toHaveLength(0); // the mark never reaches the handler
+  });
+
+  it('caughtUp() with a progress mark resolves only after writes made before it were handled', async () => {
+    const db = client.db(uniqueDbName('order'));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const handled: unknown[] = [];
+    const { tailer } = startTailer(db, {
+      progressMark: MARK,
+      handleBatch: async (events) => {
+        await gate; // a slow handler: caughtUp must wait for it
+        handled.push(
+          ...events.map((e) => (e as { documentKey: { _id: unknown } }).documentKey._id),
+        );
+      },
+    });
+    await sleep(300);
+    await db.collection('items').insertMany([{ _id: 'a' }, { _id: 'b' }] as never[]);
+    let resolved = false;
+    const caughtUp = tailer.caughtUp().then(() => (resolved = true));
+    await sleep(500);
+    expect(resolved).toBe(false);
+    release();
+    await caughtUp;
+    expect(handled).toEqual(['a', 'b']);
+    expect(await db.collection(MARK.collection).countDocuments()).toBe(1);
   });
 });
