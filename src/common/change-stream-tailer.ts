@@ -121,6 +121,9 @@ export class ChangeStreamTailer {
   /** Tells this tailer's marks from those of an earlier run or another process. */
   private readonly markNonce = randomBytes(6).toString('hex');
   private readonly catchUpWaiters = new WaiterList<CatchUpWaiter>();
+  /** The current stream has its server cursor (events from now on reach it). */
+  private streamOpen = false;
+  private readonly openWaiters = new WaiterList<object>();
   private readonly state: ChangeStreamTailerStatus = {
     running: false,
     connected: false,
@@ -153,6 +156,7 @@ export class ChangeStreamTailer {
     await this.stream?.close().catch(() => undefined);
     await this.loop;
     this.catchUpWaiters.releaseAll();
+    this.openWaiters.releaseAll();
   }
 
   /**
@@ -166,6 +170,10 @@ export class ChangeStreamTailer {
   async caughtUp(): Promise<void> {
     if (!this.loop) return;
     const afterPoll = this.pollsStarted;
+    // A stream opened without a token starts after whatever was written
+    // before its cursor existed, so a mark written then would never be read.
+    if (this.options.progressMark && !this.streamOpen) await this.openWaiters.wait({});
+    if (!this.loop) return;
     const mark = await this.writeProgressMark();
     // Without a mark: the server's operation time now. (A write's reply may
     // carry a time later than the write's own event, so a mark is waited for
@@ -251,6 +259,7 @@ export class ChangeStreamTailer {
       } finally {
         const stream = this.stream;
         this.stream = undefined;
+        this.streamOpen = false;
         await stream?.close().catch(() => undefined);
       }
     }
@@ -267,6 +276,11 @@ export class ChangeStreamTailer {
     });
     this.stream = stream;
     this.openingWithToken = !!token;
+    // Emitted once the server answers the opening aggregate (and after every read).
+    stream.once('resumeTokenChanged', () => {
+      this.streamOpen = true;
+      this.openWaiters.releaseAll();
+    });
     while (!this.stopping) {
       const poll = ++this.pollsStarted;
       const first = await stream.tryNext();

@@ -85,6 +85,19 @@ describe('ChangeStreamTailer long poll and caughtUp() (on a real server)', () =>
     expect(handled).toHaveLength(0); // the mark never reaches the handler
   });
 
+  it('caughtUp() with a progress mark called right after start() waits for the cursor, not for a poll', async () => {
+    const db = client.db(uniqueDbName('fresh'));
+    const { tailer, handled } = startTailer(db, { progressMark: MARK });
+    const asked = Date.now();
+    await tailer.caughtUp(); // a mark written before the cursor exists is never read
+    expect(Date.now() - asked).toBeLessThan(300); // waiting for an empty poll instead: 0.6-1 s
+    await db.collection('items').insertOne({ _id: 'after' } as never);
+    await tailer.caughtUp();
+    expect(
+      handled.map((h) => (h.event as { documentKey: { _id: unknown } }).documentKey._id),
+    ).toEqual(['after']);
+  });
+
   it('caughtUp() with a progress mark resolves only after writes made before it were handled', async () => {
     const db = client.db(uniqueDbName('order'));
     let release!: () => void;
