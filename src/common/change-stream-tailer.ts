@@ -24,10 +24,9 @@ const HISTORY_LOST_CODES = new Set([
 const IDLE_TOKEN_SAVE_MS = 5000;
 
 /**
- * How long one read waits on the server for new events (ms), unless a tailer
- * says otherwise. A change stream read is a long poll: the server answers as
- * soon as an event arrives, so a long wait adds no lag and spares an idle
- * server most reads.
+ * How long one read waits on the server for new events (ms). A change stream
+ * read is a long poll: the server answers as soon as an event arrives, so a
+ * long wait adds no lag and spares an idle server most reads.
  */
 export const CHANGE_STREAM_MAX_AWAIT_MS = 1000;
 
@@ -71,14 +70,12 @@ export interface ChangeStreamTailerOptions {
   /** The stored token is unusable (286, invalid, invalidate): re-baseline and return where to start. */
   onHistoryLost: (err: unknown) => Promise<void>;
   onStateChange?: (state: 'connected' | 'disconnected', detail?: string) => void;
-  /** How long one poll waits on the server for new events (ms). Default `CHANGE_STREAM_MAX_AWAIT_MS`. */
-  maxAwaitTimeMS?: number;
   /**
    * A document in the watched database that `caughtUp()` updates: the
    * update's own event marks the point to reach and wakes a waiting read at
    * once. The pipeline must let that event through; the tailer drops it
    * before `handleBatch`. Without a mark, `caughtUp()` may wait for a whole
-   * idle poll (`maxAwaitTimeMS`) to come back empty.
+   * idle read (`CHANGE_STREAM_MAX_AWAIT_MS`) to come back empty.
    */
   progressMark?: ProgressMark;
 }
@@ -271,7 +268,7 @@ export class ChangeStreamTailer {
     const stream = this.options.db().watch(this.options.pipeline(), {
       fullDocument: 'updateLookup',
       batchSize: this.options.batchSize,
-      maxAwaitTimeMS: this.options.maxAwaitTimeMS ?? CHANGE_STREAM_MAX_AWAIT_MS,
+      maxAwaitTimeMS: CHANGE_STREAM_MAX_AWAIT_MS,
       ...(token ? { startAfter: token } : {}),
     });
     this.stream = stream;

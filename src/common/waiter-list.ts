@@ -6,10 +6,6 @@
 export class WaiterList<W extends object> {
   private waiting: { waiter: W; resolve: () => void }[] = [];
 
-  get size(): number {
-    return this.waiting.length;
-  }
-
   wait(waiter: W): Promise<void> {
     return new Promise((resolve) => this.waiting.push({ waiter, resolve }));
   }

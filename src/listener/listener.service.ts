@@ -11,7 +11,6 @@ import { SyncStoresService } from '../metadata/sync-stores.service';
 import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { ChangeProcessorService } from '../processor/change-processor.service';
-
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 
 /** The module's own collections other than tombstones, never streamed. */
