@@ -6,8 +6,8 @@
  * `bench/lib/device-host.ts`; never run by hand.
  */
 import type { MongoClient } from 'mongodb';
-import { SyncStoresService } from '../src/metadata/sync-stores.service';
-import { MonitorService } from '../src/monitor/monitor.service';
+import { SyncStoresService } from '../src/lib/metadata/sync-stores.service';
+import { MonitorService } from '../src/lib/monitor/monitor.service';
 import { SyncDevice } from '../test/support/sync-device';
 import type { ChildMessage, CommandStats, DeviceSpec, ParentMessage } from './lib/protocol';
 

@@ -14,8 +14,8 @@ require('ts-node').register({
   transpileOnly: true,
   project: path.join(__dirname, '..', 'tsconfig.json'),
 });
-const { EmbeddedDevServers } = require('../src/service/embedded-dev-servers');
-const { DEFAULT_EMBEDDED_PORTS } = require('../src/service/service-config');
+const { EmbeddedDevServers } = require('../src/dev-servers/embedded-dev-servers');
+const { DEFAULT_EMBEDDED_PORTS } = require('../src/app/service-config');
 
 function port(name, fallback) {
   const raw = (process.env[name] || '').trim();

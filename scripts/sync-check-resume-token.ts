@@ -16,8 +16,8 @@ import {
   parseCommandLine,
   targetsFromFlags,
   runCommand,
-} from '../src/diagnostics/cli-support';
-import { checkResumeTokens, formatResumeTokenReport } from '../src/diagnostics/resume-token-check';
+} from '../src/cli/cli-support';
+import { checkResumeTokens, formatResumeTokenReport } from '../src/cli/resume-token-check';
 
 const USAGE = `Usage: npm run sync:check-resume-token -- [flags]
 

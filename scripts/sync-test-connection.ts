@@ -14,8 +14,8 @@ import {
   parseCommandLine,
   targetsFromFlags,
   runCommand,
-} from '../src/diagnostics/cli-support';
-import { checkConnection, formatConnectionChecks } from '../src/diagnostics/connection-check';
+} from '../src/cli/cli-support';
+import { checkConnection, formatConnectionChecks } from '../src/cli/connection-check';
 
 const USAGE = `Usage: npm run sync:test-connection -- [flags]
 

@@ -16,11 +16,8 @@ import {
   parseCommandLine,
   targetsFromFlags,
   runCommand,
-} from '../src/diagnostics/cli-support';
-import {
-  checkOriginTracking,
-  formatOriginTrackingReport,
-} from '../src/diagnostics/origin-tracking-check';
+} from '../src/cli/cli-support';
+import { checkOriginTracking, formatOriginTrackingReport } from '../src/cli/origin-tracking-check';
 
 const USAGE = `Usage: npm run sync:verify-origin-tracking -- [flags]
 

@@ -17,10 +17,10 @@ import {
   parseCommandLine,
   targetsFromFlags,
   runCommand,
-} from '../src/diagnostics/cli-support';
-import { redactUri } from '../src/errors/sync.errors';
-import { SyncVerifier } from '../src/verifier/sync-verifier';
-import { formatVerificationReport, verificationReportJson } from '../src/verifier/verify-report';
+} from '../src/cli/cli-support';
+import { redactUri } from '../src/lib/errors/sync.errors';
+import { SyncVerifier } from '../src/lib/verifier/sync-verifier';
+import { formatVerificationReport, verificationReportJson } from '../src/cli/verify-report';
 
 const USAGE = `Usage: npm run sync:verify -- [flags]
 

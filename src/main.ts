@@ -3,12 +3,12 @@ import { INestApplication, Logger, LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { config as loadDotenv } from 'dotenv';
-import { SYNC_API_KEY_HEADER, SYNC_API_SECURITY_SCHEME } from './api/sync-api.constants';
-import { AppModule } from './app.module';
-import { redactMessage, redactUri } from './errors/sync.errors';
-import { EmbeddedDevServers } from './service/embedded-dev-servers';
-import { loadServiceConfig, ServiceConfig, usesEmbeddedServers } from './service/service-config';
-import { createServiceLogger } from './service/service-logger';
+import { SYNC_API_KEY_HEADER, SYNC_API_SECURITY_SCHEME } from './lib/api/sync-api.constants';
+import { AppModule } from './app/app.module';
+import { redactMessage, redactUri } from './lib/errors/sync.errors';
+import { EmbeddedDevServers } from './dev-servers/embedded-dev-servers';
+import { loadServiceConfig, ServiceConfig, usesEmbeddedServers } from './app/service-config';
+import { createServiceLogger } from './app/service-logger';
 
 const SHUTDOWN_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 

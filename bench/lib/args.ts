@@ -1,4 +1,4 @@
-import type { BidirectionalSyncModuleOptions } from '../../src/config/sync-options.interface';
+import type { BidirectionalSyncModuleOptions } from '../../src/lib/config/sync-options.interface';
 
 export const SCENARIOS = ['baseline', 'planner', 'throughput', 'lag', 'catchup', 'fanin'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];

@@ -1,4 +1,4 @@
-import type { BidirectionalSyncModuleOptions } from '../../src/config/sync-options.interface';
+import type { BidirectionalSyncModuleOptions } from '../../src/lib/config/sync-options.interface';
 import type { BenchArgs } from './args';
 import { DeviceHost, HostOptions } from './device-host';
 import { CpuMeter } from './proc';

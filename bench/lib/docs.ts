@@ -1,5 +1,5 @@
 import { BSON } from 'mongodb';
-import { HybridLogicalClock } from '../../src/common/hybrid-logical-clock';
+import { HybridLogicalClock } from '../../src/lib/common/hybrid-logical-clock';
 
 /** Target BSON size of a benchmark document (before the engine adds its ~80-byte `_sync` stamp). */
 export const DOC_BYTES = 1024;

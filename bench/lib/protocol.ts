@@ -1,4 +1,4 @@
-import type { BidirectionalSyncModuleOptions } from '../../src/config/sync-options.interface';
+import type { BidirectionalSyncModuleOptions } from '../../src/lib/config/sync-options.interface';
 
 /** One device a device process runs. */
 export interface DeviceSpec {

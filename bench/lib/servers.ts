@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { MongoClient } from 'mongodb';
-import { EmbeddedMongoServer } from '../../src/embedded-server/embedded-mongo-server';
+import { EmbeddedMongoServer } from '../../src/dev-servers/embedded-mongo-server';
 
 /** One MongoDB endpoint the benchmark uses; `pid` is known only for servers it started. */
 export interface BenchServer {

@@ -11,11 +11,11 @@ import { waitFor } from '../support/mongo-harness';
 import type {
   SyncApiModuleExtras,
   SyncApiModuleOptions,
-} from '../../src/api/sync-api-options.interface';
-import { SyncApiModule } from '../../src/api/sync-api.module';
-import { BidirectionalSyncModule } from '../../src/bidirectional-sync.module';
-import { BidirectionalSyncService } from '../../src/bidirectional-sync.service';
-import type { BidirectionalSyncModuleOptions } from '../../src/config/sync-options.interface';
+} from '../../src/lib/api/sync-api-options.interface';
+import { SyncApiModule } from '../../src/lib/api/sync-api.module';
+import { BidirectionalSyncModule } from '../../src/lib/bidirectional-sync.module';
+import { BidirectionalSyncService } from '../../src/lib/bidirectional-sync.service';
+import type { BidirectionalSyncModuleOptions } from '../../src/lib/config/sync-options.interface';
 
 /** Records every log line as written (nothing redacted), to check what the code logs. */
 export class CapturingLogger implements LoggerService {

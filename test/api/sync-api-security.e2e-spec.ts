@@ -1,6 +1,6 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
-import { syncApiOptionsFromEnv } from '../../src/api/sync-api.config';
-import { SyncApiModule } from '../../src/api/sync-api.module';
+import { syncApiOptionsFromEnv } from '../../src/lib/api/sync-api.config';
+import { SyncApiModule } from '../../src/lib/api/sync-api.module';
 import { MongoHarness, TestMongoServer, uniqueDbName } from '../support/mongo-harness';
 import { ApiTestApp, ApiTestAppOptions, CapturingLogger } from './api-test-app';
 

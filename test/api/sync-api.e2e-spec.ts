@@ -1,6 +1,6 @@
 import { MongoClient, ObjectId } from 'mongodb';
-import { formatVersion } from '../../src/common/hybrid-logical-clock';
-import { ConflictResolverService } from '../../src/conflict/conflict-resolver.service';
+import { formatVersion } from '../../src/lib/common/hybrid-logical-clock';
+import { ConflictResolverService } from '../../src/lib/conflict/conflict-resolver.service';
 import { MongoHarness, uniqueDbName, waitFor } from '../support/mongo-harness';
 import { ApiTestApp, CapturingLogger, waitForValue } from './api-test-app';
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Document, MongoClient } from 'mongodb';
-import { SyncVerifier } from '../../src/verifier/sync-verifier';
+import { SyncVerifier } from '../../src/lib/verifier/sync-verifier';
 import { ROOT } from '../support/cli-runner';
 import {
   MongoHarness,

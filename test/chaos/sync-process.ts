@@ -1,7 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync, WriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { findFreePort } from '../../src/embedded-server/embedded-mongo-server';
+import { findFreePort } from '../../src/dev-servers/embedded-mongo-server';
 import { serviceArgv } from '../support/service-command';
 import { waitFor } from '../support/mongo-harness';
 

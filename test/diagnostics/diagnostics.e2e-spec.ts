@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Db, MongoClient, ResumeToken } from 'mongodb';
-import { formatVersion } from '../../src/common/hybrid-logical-clock';
+import { formatVersion } from '../../src/lib/common/hybrid-logical-clock';
 import { runScript } from '../support/cli-runner';
 import {
   itWithServerControl,

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { MongoClient } from 'mongodb';
-import { sweepStaleServerDirs } from '../../src/embedded-server/embedded-mongo-server';
+import { sweepStaleServerDirs } from '../../src/dev-servers/embedded-mongo-server';
 import {
   itWithServerControl,
   MongoHarness,

@@ -1,5 +1,5 @@
 // Fixture for harness.e2e-spec: starts one server, reports it, then waits to be killed.
-import { EmbeddedMongoServer } from '../../src/embedded-server/embedded-mongo-server';
+import { EmbeddedMongoServer } from '../../src/dev-servers/embedded-mongo-server';
 
 void (async () => {
   const server = await EmbeddedMongoServer.start({

@@ -1,10 +1,10 @@
 import { Logger } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { Db, MongoClient } from 'mongodb';
-import { SyncConfigurationError } from '../../src/errors/sync.errors';
-import { LeaseRepository } from '../../src/lease/lease.repository';
-import { LeaseOptions, LeaseService, SYNC_LEASE_OPTIONS } from '../../src/lease/lease.service';
-import { SyncStoresService } from '../../src/metadata/sync-stores.service';
+import { SyncConfigurationError } from '../../src/lib/errors/sync.errors';
+import { LeaseRepository } from '../../src/lib/lease/lease.repository';
+import { LeaseOptions, LeaseService, SYNC_LEASE_OPTIONS } from '../../src/lib/lease/lease.service';
+import { SyncStoresService } from '../../src/lib/metadata/sync-stores.service';
 import { uniqueDbName, useMongoServers, waitFor } from '../support/mongo-harness';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,4 +1,4 @@
-import { sweepStaleServerDirs } from '../../src/embedded-server/embedded-mongo-server';
+import { sweepStaleServerDirs } from '../../src/dev-servers/embedded-mongo-server';
 
 /** Removes server directories left by runs that were killed (SIGKILL cannot clean up). */
 export default function globalSetup(): void {

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { embeddedServerTempRoot } from '../../src/embedded-server/embedded-mongo-server';
+import { embeddedServerTempRoot } from '../../src/dev-servers/embedded-mongo-server';
 import { secantusProcessesOf } from './process-probe';
 
 /** How long the run may stay alive after its teardown before it counts as leaking (ms). */

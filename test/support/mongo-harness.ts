@@ -3,7 +3,7 @@ import { MongoClient } from 'mongodb';
 import {
   EmbeddedMongoServer,
   EmbeddedMongoServerOptions,
-} from '../../src/embedded-server/embedded-mongo-server';
+} from '../../src/dev-servers/embedded-mongo-server';
 
 /**
  * One MongoDB server as a test sees it. With SecantusDB it is a process the

@@ -5,12 +5,12 @@ import { ScheduleModule } from '@nestjs/schedule';
 import { Test } from '@nestjs/testing';
 import type { Db } from 'mongodb';
 import mongoose, { type Connection } from 'mongoose';
-import { SYNC_WALL_CLOCK } from '../../src/bidirectional-sync.constants';
-import { BidirectionalSyncModule } from '../../src/bidirectional-sync.module';
-import { BidirectionalSyncService } from '../../src/bidirectional-sync.service';
-import { syncCapturePlugin } from '../../src/capture/sync-capture.plugin';
-import type { BidirectionalSyncModuleOptions } from '../../src/config/sync-options.interface';
-import type { SyncConflictResolver } from '../../src/conflict/conflict-resolver.interface';
+import { SYNC_WALL_CLOCK } from '../../src/lib/bidirectional-sync.constants';
+import { BidirectionalSyncModule } from '../../src/lib/bidirectional-sync.module';
+import { BidirectionalSyncService } from '../../src/lib/bidirectional-sync.service';
+import { syncCapturePlugin } from '../../src/lib/capture/sync-capture.plugin';
+import type { BidirectionalSyncModuleOptions } from '../../src/lib/config/sync-options.interface';
+import type { SyncConflictResolver } from '../../src/lib/conflict/conflict-resolver.interface';
 
 /** A model with hooks and validation, as a host application would register. */
 @Schema({ collection: 'menuitems' })

@@ -56,7 +56,7 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
     const b = cluster.devices[1];
     const applied: string[] = [];
     const { EventEmitter2 } = await import('@nestjs/event-emitter');
-    const { SyncEvents } = await import('../../src/events/sync-events');
+    const { SyncEvents } = await import('../../src/lib/events/sync-events');
     b.get(EventEmitter2).on(
       SyncEvents.changeApplied,
       (e: { direction: string; documentId: string }) => {

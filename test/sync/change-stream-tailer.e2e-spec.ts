@@ -3,7 +3,7 @@ import {
   CHANGE_STREAM_MAX_AWAIT_MS,
   ChangeStreamTailer,
   ChangeStreamTailerOptions,
-} from '../../src/common/change-stream-tailer';
+} from '../../src/lib/common/change-stream-tailer';
 import { uniqueDbName, useMongoServers, waitFor } from '../support/mongo-harness';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

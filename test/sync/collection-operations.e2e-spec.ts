@@ -1,6 +1,6 @@
 import { EventEmitter2 } from '@nestjs/event-emitter';
-import { SyncErrorEvent, SyncEvents } from '../../src/events/sync-events';
-import { RebaselineService } from '../../src/initial-sync/rebaseline.service';
+import { SyncErrorEvent, SyncEvents } from '../../src/lib/events/sync-events';
+import { RebaselineService } from '../../src/lib/initial-sync/rebaseline.service';
 import { waitFor } from '../support/mongo-harness';
 import { SyncCluster } from '../support/sync-cluster';
 

@@ -4,8 +4,8 @@ import type {
   ConflictContext,
   ConflictResolution,
   SyncConflictResolver,
-} from '../../src/conflict/conflict-resolver.interface';
-import { documentKeyOf } from '../../src/common/sync-stamp';
+} from '../../src/lib/conflict/conflict-resolver.interface';
+import { documentKeyOf } from '../../src/lib/common/sync-stamp';
 import { waitFor } from '../support/mongo-harness';
 import { SyncCluster } from '../support/sync-cluster';
 

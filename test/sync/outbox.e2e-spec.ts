@@ -1,9 +1,13 @@
 import { Db, MongoClient } from 'mongodb';
-import { SYNC_COLLECTIONS } from '../../src/bidirectional-sync.constants';
-import { formatVersion } from '../../src/common/hybrid-logical-clock';
-import { documentKeyOf } from '../../src/common/sync-stamp';
-import type { SyncStoresService } from '../../src/metadata/sync-stores.service';
-import { NewOutboxEntry, OutboxEntry, OutboxRepository } from '../../src/outbox/outbox.repository';
+import { SYNC_COLLECTIONS } from '../../src/lib/bidirectional-sync.constants';
+import { formatVersion } from '../../src/lib/common/hybrid-logical-clock';
+import { documentKeyOf } from '../../src/lib/common/sync-stamp';
+import type { SyncStoresService } from '../../src/lib/metadata/sync-stores.service';
+import {
+  NewOutboxEntry,
+  OutboxEntry,
+  OutboxRepository,
+} from '../../src/lib/outbox/outbox.repository';
 import { uniqueDbName, useMongoServers } from '../support/mongo-harness';
 
 const T0 = 1_760_000_000_000;

@@ -1,5 +1,5 @@
-import { ChangeProcessorService } from '../../src/processor/change-processor.service';
-import { RebaselineService } from '../../src/initial-sync/rebaseline.service';
+import { ChangeProcessorService } from '../../src/lib/processor/change-processor.service';
+import { RebaselineService } from '../../src/lib/initial-sync/rebaseline.service';
 import { SyncCluster } from '../support/sync-cluster';
 
 /** Issue 5: a re-baseline cut short continues where it was, with the position it recorded first. */

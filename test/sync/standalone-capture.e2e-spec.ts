@@ -1,8 +1,8 @@
 import { Db, ObjectId } from 'mongodb';
 import type { Model } from 'mongoose';
-import { SYNC_COLLECTIONS } from '../../src/bidirectional-sync.constants';
-import { documentKeyOf } from '../../src/common/sync-stamp';
-import { SyncCaptureError } from '../../src/errors/sync.errors';
+import { SYNC_COLLECTIONS } from '../../src/lib/bidirectional-sync.constants';
+import { documentKeyOf } from '../../src/lib/common/sync-stamp';
+import { SyncCaptureError } from '../../src/lib/errors/sync.errors';
 import { serverFlavour } from '../mongo-fidelity/fidelity-support';
 import {
   itUnless,

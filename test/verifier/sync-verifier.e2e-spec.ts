@@ -1,8 +1,12 @@
 import { Binary, Db, Double, Int32, Long, MongoClient, ObjectId } from 'mongodb';
-import { formatVersion } from '../../src/common/hybrid-logical-clock';
-import { documentRef } from '../../src/common/sync-stamp';
-import { SyncMismatch, SyncVerifier, SyncVerifierOptions } from '../../src/verifier/sync-verifier';
-import { formatVerificationReport } from '../../src/verifier/verify-report';
+import { formatVersion } from '../../src/lib/common/hybrid-logical-clock';
+import { documentRef } from '../../src/lib/common/sync-stamp';
+import {
+  SyncMismatch,
+  SyncVerifier,
+  SyncVerifierOptions,
+} from '../../src/lib/verifier/sync-verifier';
+import { formatVerificationReport } from '../../src/cli/verify-report';
 import { runScript } from '../support/cli-runner';
 import { uniqueDbName, useMongoServers } from '../support/mongo-harness';
 import { SyncCluster } from '../support/sync-cluster';

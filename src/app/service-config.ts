@@ -1,6 +1,6 @@
 import type { LogLevel } from '@nestjs/common';
 import { resolve } from 'node:path';
-import { SyncConfigurationError } from '../errors/sync.errors';
+import { SyncConfigurationError } from '../lib/errors/sync.errors';
 
 /** Ports of the embedded development servers (also used by `npm run dev:servers`). */
 export const DEFAULT_EMBEDDED_PORTS = { local: 27027, atlas: 27028 };

@@ -5,7 +5,7 @@ import {
   EmbeddedMongoServer,
   ensureTestServerInstalled,
   sweepStaleServerDirs,
-} from '../embedded-server/embedded-mongo-server';
+} from './embedded-mongo-server';
 
 export interface EmbeddedDevServersOptions {
   /** Port of the "local" server (default: a free port). */

@@ -3,14 +3,14 @@ import { EventEmitterModule } from '@nestjs/event-emitter';
 import { MongooseModule } from '@nestjs/mongoose';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
-import { SyncApiModule } from './api/sync-api.module';
-import { syncApiOptionsFromEnv } from './api/sync-api.config';
+import { SyncApiModule } from '../lib/api/sync-api.module';
+import { syncApiOptionsFromEnv } from '../lib/api/sync-api.config';
 import { AppController } from './app.controller';
-import { BidirectionalSyncModule } from './bidirectional-sync.module';
-import { syncOptionsFromEnv } from './config/sync-config';
-import { SyncHealthModule } from './health/sync-health.module';
-import { EmbeddedDevServers } from './service/embedded-dev-servers';
-import type { ServiceConfig } from './service/service-config';
+import { BidirectionalSyncModule } from '../lib/bidirectional-sync.module';
+import { syncOptionsFromEnv } from '../lib/config/sync-config';
+import { SyncHealthModule } from '../lib/health/sync-health.module';
+import { EmbeddedDevServers } from '../dev-servers/embedded-dev-servers';
+import type { ServiceConfig } from './service-config';
 
 export interface AppModuleOptions {
   config: ServiceConfig;

@@ -1,6 +1,6 @@
 import { ConsoleLogger, LogLevel } from '@nestjs/common';
-import { redactDeep } from '../errors/redact-deep';
-import { redactMessage } from '../errors/sync.errors';
+import { redactDeep } from '../lib/errors/redact-deep';
+import { redactMessage } from '../lib/errors/sync.errors';
 import { logLevelsUpTo, ServiceConfig } from './service-config';
 
 /**

@@ -1,7 +1,7 @@
 import { Controller, Get } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, MongooseHealthIndicator } from '@nestjs/terminus';
-import { SyncHealthIndicator } from './health/sync-health.indicator';
+import { SyncHealthIndicator } from '../lib/health/sync-health.indicator';
 
 /**
  * The service's own readiness check (`GET /health`, Terminus format): both

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { MongoClient } from 'mongodb';
-import { redactUri } from '../errors/sync.errors';
+import { redactUri } from '../lib/errors/sync.errors';
 import {
   connectClient,
   errorCode,

@@ -1,7 +1,7 @@
 import { BSON } from 'mongodb';
-import { formatDuration, formatTable } from '../diagnostics/cli-support';
-import { formatId } from './canonical';
-import type { SyncMismatch, SyncVerificationReport } from './sync-verifier';
+import { formatDuration, formatTable } from './cli-support';
+import { formatId } from '../lib/verifier/canonical';
+import type { SyncMismatch, SyncVerificationReport } from '../lib/verifier/sync-verifier';
 
 const DIRECTION_LABEL = {
   both: 'both ways',

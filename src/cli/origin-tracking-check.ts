@@ -4,9 +4,9 @@ import {
   ATLAS_ORIGIN,
   SYNC_COLLECTION_PREFIX,
   SYNC_COLLECTIONS,
-} from '../bidirectional-sync.constants';
-import { maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
-import type { ResolvedSyncConfig } from '../config/sync-config';
+} from '../lib/bidirectional-sync.constants';
+import { maxVersion, SyncVersion } from '../lib/common/hybrid-logical-clock';
+import type { ResolvedSyncConfig } from '../lib/config/sync-config';
 import { Finding, formatFindings, formatTable } from './cli-support';
 
 const INSTANCE_ID = /^[A-Za-z0-9_.:-]{3,64}$/;

@@ -1,5 +1,5 @@
 import type { Db, Document, ResumeToken } from 'mongodb';
-import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
+import { SYNC_COLLECTIONS } from '../lib/bidirectional-sync.constants';
 import {
   errorCode,
   errorMessage,

@@ -1,8 +1,17 @@
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import { MongoClient } from 'mongodb';
-import { resolveSyncConfig, ResolvedSyncConfig, syncOptionsFromEnv } from '../config/sync-config';
-import { redactMessage, redactUri, SyncConfigurationError, SyncError } from '../errors/sync.errors';
+import {
+  resolveSyncConfig,
+  ResolvedSyncConfig,
+  syncOptionsFromEnv,
+} from '../lib/config/sync-config';
+import {
+  redactMessage,
+  redactUri,
+  SyncConfigurationError,
+  SyncError,
+} from '../lib/errors/sync.errors';
 
 /** Exit codes shared by the sync commands (`npm run sync:*`). */
 export const EXIT = {
