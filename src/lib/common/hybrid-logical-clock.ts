@@ -51,6 +51,36 @@ export function maxVersion(...versions: (SyncVersion | undefined)[]): SyncVersio
   );
 }
 
+/** The smallest version after `version` (same millisecond, next counter), issued as `node`. */
+export function successor(version: SyncVersion | undefined, node: string): SyncVersion | undefined {
+  const p = parseVersion(version);
+  if (!p) return undefined;
+  return p.counter < MAX_COUNTER
+    ? formatVersion(p.ms, p.counter + 1, node)
+    : formatVersion(p.ms + 1, 0, node);
+}
+
+/** A cluster time as the driver hands it (a BSON `Timestamp`: seconds and increment). */
+export interface ClusterTime {
+  high: number;
+  low: number;
+}
+
+/**
+ * The version every device derives alike for a write made without the engine
+ * (from its change event's cluster time), issued as `node`. Without a
+ * cluster time it falls back to this machine's clock, to the second.
+ */
+export function versionFromClusterTime(
+  clusterTime: ClusterTime | undefined,
+  node: string,
+  now: () => number = Date.now,
+): SyncVersion {
+  const seconds = clusterTime ? clusterTime.high : Math.floor(now() / 1000);
+  const increment = clusterTime ? clusterTime.low : 0;
+  return formatVersion(seconds * 1000, Math.min(increment, MAX_COUNTER), node);
+}
+
 /** Milliseconds of wall-clock time a version claims (for lag and conflict reports). */
 export function versionTime(version: SyncVersion | undefined): Date | undefined {
   const parsed = parseVersion(version);
