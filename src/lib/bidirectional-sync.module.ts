@@ -31,7 +31,11 @@ import { OriginTrackerService } from './origin/origin-tracker.service';
 import { OutboxDrainerService } from './outbox/outbox-drainer.service';
 import { OutboxRepository } from './outbox/outbox.repository';
 import { TombstoneRepository } from './outbox/tombstone.repository';
+import { AtlasPushApplier } from './outbox/atlas-push-applier.service';
+import { AtlasDirectWriteAdopter } from './processor/atlas-direct-write-adopter.service';
 import { ChangeProcessorService } from './processor/change-processor.service';
+import { DeadLetterService } from './processor/dead-letter.service';
+import { LocalApplierService } from './processor/local-applier.service';
 import { ResumeTokenRepository } from './resume-token/resume-token.repository';
 
 const SERVICES = [
@@ -47,7 +51,11 @@ const SERVICES = [
   LocalChangeCaptureService,
   DirtyMarkerCaptureService,
   CaptureModeService,
+  AtlasPushApplier,
   OutboxDrainerService,
+  DeadLetterService,
+  AtlasDirectWriteAdopter,
+  LocalApplierService,
   ChangeProcessorService,
   RebaselineService,
   ListenerService,

@@ -10,15 +10,14 @@ import {
 import { ChangeStreamTailer } from '../common/change-stream-tailer';
 import { compareVersions, maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
 import {
-  documentKeyOf,
-  documentRef,
-  idKey,
-  readStamp,
+  casFilter,
+  ENGINE_WRITE_EVENTS,
+  isHostWrite,
+  stampUpdate,
   stateUpdate,
-  SyncStamp,
-  topLevelFields,
-  touchesStamp,
-} from '../common/sync-stamp';
+  tombstoneOf,
+} from '../common/engine-writes';
+import { documentKeyOf, idKey, readStamp, SyncStamp, topLevelFields } from '../common/sync-stamp';
 import { groupBy } from '../common/group-by';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { SyncErrorEvent, SyncEvents, SyncStateChangedEvent } from '../events/sync-events';
@@ -119,18 +118,8 @@ export class LocalChangeCaptureService implements LocalCapture {
                 operationType: { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] },
                 'ns.coll': { $not: /^(_sync_|system\.)/ },
                 ...(this.config.collections ? { 'ns.coll': { $in: this.config.collections } } : {}),
-                // The engine's own writes set `_sync` whole; dropping them on the server
-                // spares a post-image lookup each (isHostWrite stays the rule).
-                $nor: [
-                  {
-                    operationType: 'update',
-                    [`updateDescription.updatedFields.${SYNC_STAMP_FIELD}`]: { $exists: true },
-                  },
-                  {
-                    operationType: 'insert',
-                    [`fullDocument.${SYNC_STAMP_FIELD}`]: { $exists: true },
-                  },
-                ],
+                // The engine's own writes, dropped on the server: no post-image lookup each.
+                $nor: ENGINE_WRITE_EVENTS,
               },
             ],
           },
@@ -183,7 +172,7 @@ export class LocalChangeCaptureService implements LocalCapture {
       }
     }
     const relevant = events.filter(
-      (e) => this.config.pushesCollection(e.ns?.coll) && this.isHostWrite(e),
+      (e) => this.config.pushesCollection(e.ns?.coll) && isHostWrite(e),
     );
     if (!relevant.length) return;
     const byCollection = groupBy(lastEventPerDocument(relevant), (e) => e.ns.coll);
@@ -205,12 +194,7 @@ export class LocalChangeCaptureService implements LocalCapture {
           if (tomb?.src === 'remote') continue;
           const v = this.origin.clock.tickAfter(tomb?._sync.v);
           const stamp: SyncStamp = { v, o: this.origin.instanceId };
-          const t: Tombstone = {
-            ...documentRef(collection, id),
-            _sync: stamp,
-            deletedAt: new Date(),
-            src: 'local',
-          };
+          const t = tombstoneOf(collection, id, stamp, 'local');
           tombs.set(idKey(id), t);
           newTombstones.push(t);
           entries.push({ collection, id, op: 'delete', v });
@@ -234,13 +218,7 @@ export class LocalChangeCaptureService implements LocalCapture {
         });
         const ops = stampWrites.get(collection) ?? [];
         ops.push({
-          updateOne: {
-            filter: {
-              _id: id,
-              [`${SYNC_STAMP_FIELD}.v`]: previous ? previous.v : { $exists: false },
-            } as Document,
-            update: { $set: { [SYNC_STAMP_FIELD]: stamp } },
-          },
+          updateOne: { filter: casFilter(id, previous?.v), update: stampUpdate(stamp) },
         });
         stampWrites.set(collection, ops);
         if (tomb) {
@@ -295,27 +273,7 @@ export class LocalChangeCaptureService implements LocalCapture {
         `Local ${collection} ${JSON.stringify(entry.id)} changed by sync while being captured; restoring the captured state ${entry.v}`,
       );
       // An update, not a replace: the capture tells the engine's writes by their `_sync` change.
-      await coll.updateOne(
-        { _id: entry.id, [`${SYNC_STAMP_FIELD}.v`]: stamp.v } as Document,
-        stateUpdate(doc, entry.doc!),
-      );
-    }
-  }
-
-  /** Host writes never touch `_sync`; the engine's always do. */
-  private isHostWrite(e: DataEvent): boolean {
-    switch (e.operationType) {
-      case 'insert':
-        return !readStamp(e.fullDocument as Document);
-      case 'update': {
-        const d = e.updateDescription;
-        return !touchesStamp([...Object.keys(d?.updatedFields ?? {}), ...(d?.removedFields ?? [])]);
-      }
-      case 'replace':
-      case 'delete':
-        return true; // the engine never replaces; engine deletes are recognised by their tombstone
-      default:
-        return false;
+      await coll.updateOne(casFilter(entry.id, stamp.v), stateUpdate(doc, entry.doc!));
     }
   }
 

@@ -1,5 +1,4 @@
 import { backoffDelay, isHistoryLostError } from './change-stream-tailer';
-import { stateUpdate } from './sync-stamp';
 
 describe('reconnect backoff', () => {
   const policy = { initialMs: 100, maxMs: 1000, maxAttempts: 5 };
@@ -13,16 +12,5 @@ describe('reconnect backoff', () => {
     expect(isHistoryLostError({ code: 286 })).toBe(true);
     expect(isHistoryLostError({ code: 260 })).toBe(true);
     expect(isHistoryLostError({ code: 6 })).toBe(false);
-  });
-});
-
-describe('stateUpdate', () => {
-  it('sets every field of the new state and unsets the ones it lacks', () => {
-    expect(
-      stateUpdate({ _id: 1, a: 1, b: 2 }, { _id: 1, a: 3, _sync: { v: 'x', o: 'y' } }),
-    ).toEqual({
-      $set: { a: 3, _sync: { v: 'x', o: 'y' } },
-      $unset: { b: '' },
-    });
   });
 });

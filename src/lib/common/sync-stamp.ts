@@ -81,19 +81,3 @@ function toComparable(value: unknown): unknown {
   }
   return value;
 }
-
-/**
- * An update that turns `from` into `to` ($set of every field, $unset of the
- * ones `to` lacks). The engine writes whole states this way, never with a
- * replace, so its writes always show `_sync` in `updatedFields`.
- */
-export function stateUpdate(
-  from: Record<string, unknown>,
-  to: Record<string, unknown>,
-): Record<string, unknown> {
-  const { _id, ...fields } = to;
-  const removed = Object.keys(from).filter((k) => k !== '_id' && !(k in to));
-  return removed.length
-    ? { $set: fields, $unset: Object.fromEntries(removed.map((k) => [k, ''])) }
-    : { $set: fields };
-}

@@ -5,7 +5,9 @@ import { ResolvedSyncConfig } from '../config/sync-config';
 import { compareVersions, SyncVersion, versionTime } from '../common/hybrid-logical-clock';
 import { SyncConfigurationError } from '../errors/sync.errors';
 import { SyncConflictResolvedEvent, SyncEvents } from '../events/sync-events';
+import type { ConflictResolutionStrategy } from '../config/sync-options.interface';
 import { MonitorService } from '../monitor/monitor.service';
+import { decide, DecisionInput, SyncDecision } from './sync-decision';
 import type {
   ConflictContext,
   ConflictResolution,
@@ -14,9 +16,10 @@ import type {
 import { ConflictQuery, ConflictRecord, ConflictRepository } from './conflict.repository';
 
 /**
- * Decides concurrent edits and records every conflict.
+ * Owns the conflict decision (`decide()`, for pushes and pulls alike) and
+ * records every conflict.
  * - `last-write-wins`: the newer version wins; equal times are broken by instance id.
- * - `field-level`: per-field last write wins (the processor merges with `mergeFieldLevel`).
+ * - `field-level`: per-field last write wins (`mergeFieldLevel`).
  * - `custom`: the host's `SyncConflictResolver`.
  *
  * @publicApi
@@ -43,11 +46,27 @@ export class ConflictResolverService implements OnModuleInit {
     }
   }
 
-  get strategy(): string {
+  get strategy(): ConflictResolutionStrategy {
     return this.config.conflictResolutionStrategy;
   }
 
-  /** Decides a whole-document conflict (LWW or custom). Field-level merging happens in the processor. */
+  /**
+   * Decides what a change does to the state it lands on (`decide()` under the
+   * configured strategy), asking the custom resolver when the edits are
+   * concurrent and the strategy is `custom`. Both sync paths call this.
+   */
+  async decide(
+    input: Omit<DecisionInput, 'strategy' | 'resolution'>,
+  ): Promise<Exclude<SyncDecision, { kind: 'resolve' }>> {
+    const first = decide({ ...input, strategy: this.strategy });
+    if (first.kind !== 'resolve') return first;
+    const resolution = await this.resolveConflict(first.context);
+    const second = decide({ ...input, strategy: this.strategy, resolution });
+    if (second.kind === 'resolve') throw new Error('a resolution was given but asked for again');
+    return second;
+  }
+
+  /** Decides a whole-document conflict (LWW or custom); `decide()` merges field by field. */
   async resolveConflict(context: ConflictContext): Promise<ConflictResolution> {
     if (this.config.conflictResolutionStrategy === 'custom' && this.custom) {
       return this.custom.resolve(context);

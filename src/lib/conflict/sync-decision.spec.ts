@@ -38,7 +38,15 @@ function run(
 }
 
 /** What a test checks of a decision: its kind, winner and (where it matters) the state written. */
-function summary(d: SyncDecision) {
+interface Summary {
+  kind: SyncDecision['kind'];
+  winner?: string;
+  doc?: Record<string, unknown> | null;
+  v?: string;
+  dropsPending?: boolean;
+}
+
+function summary(d: SyncDecision): Summary {
   return {
     kind: d.kind,
     winner: 'conflict' in d ? d.conflict?.winner : undefined,
@@ -60,19 +68,19 @@ const pull = (atlas: PullCase['atlas'], local: PullCase['local'] = {}): PullCase
 });
 
 describe('decide: pushing a local edit to Atlas', () => {
-  const edit = (ms: number, base?: number, fields = { a: 2 }) => ({
+  const edit = (ms: number, base?: number, fields: Record<string, unknown> = { a: 2 }) => ({
     doc: doc(fields, stamp(ms, ME)),
     version: v(ms, ME),
     base: base === undefined ? undefined : v(base),
   });
-  const atlasAt = (ms: number, fields = { a: 1 }, origin = 'other') => ({
+  const atlasAt = (ms: number, fields: Record<string, unknown> = { a: 1 }, origin = 'other') => ({
     exists: true,
     doc: doc(fields, stamp(ms, origin)),
     version: v(ms, origin),
     origin,
   });
 
-  it.each<[string, PushCase, DecisionInput['strategy'], ReturnType<typeof summary>]>([
+  it.each<[string, PushCase, DecisionInput['strategy'], Summary]>([
     [
       'fast-forward: Atlas holds the base',
       push(edit(20, 10), atlasAt(10)),
@@ -177,7 +185,7 @@ describe('decide: pushing a local edit to Atlas', () => {
       });
     });
 
-    it.each<[string, PushCase, ConflictResolution, ReturnType<typeof summary>]>([
+    it.each<[string, PushCase, ConflictResolution, Summary]>([
       [
         'Atlas chosen and newer: kept',
         change,
@@ -226,7 +234,7 @@ describe('decide: applying an Atlas state locally', () => {
     },
   });
 
-  it.each<[string, PullCase, DecisionInput['strategy'], ReturnType<typeof summary>]>([
+  it.each<[string, PullCase, DecisionInput['strategy'], Summary]>([
     [
       'newer state, no local edit: applied',
       pull(incoming(20), localAt(10)),
@@ -346,7 +354,7 @@ describe('decide: applying an Atlas state locally', () => {
       expect(run(pull(incoming(30), localAt(10)), 'custom').kind).toBe('take');
     });
 
-    it.each<[string, PullCase, ConflictResolution, ReturnType<typeof summary>]>([
+    it.each<[string, PullCase, ConflictResolution, Summary]>([
       [
         'Atlas chosen and newer: applied, pending dropped',
         concurrent,

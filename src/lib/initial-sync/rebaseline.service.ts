@@ -6,18 +6,14 @@ import {
   SYNC_CONFIG,
   SYNC_STAMP_FIELD,
 } from '../bidirectional-sync.constants';
-import { compareVersions } from '../common/hybrid-logical-clock';
+import { compareVersions, successor } from '../common/hybrid-logical-clock';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { NewOutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
-import {
-  ChangeProcessorService,
-  IncomingChange,
-  successor,
-} from '../processor/change-processor.service';
+import { ChangeProcessorService, IncomingChange } from '../processor/change-processor.service';
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 import { SyncMetadataRepository } from '../metadata/sync-metadata.repository';
 import { idTypeBrackets } from '../common/id-brackets';
@@ -66,7 +62,7 @@ const PAGE = 500;
 
 /** The stamp given to Atlas documents written without the module: older than any stamped version. */
 export const UNSTAMPED_ATLAS_STAMP: SyncStamp = {
-  v: successor(`000000000000000-000000-${ATLAS_ORIGIN}`)!,
+  v: successor(`000000000000000-000000-${ATLAS_ORIGIN}`, ATLAS_ORIGIN)!,
   o: ATLAS_ORIGIN,
 };
 

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { Db, Document } from 'mongodb';
 import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import type { SyncVersion } from '../common/hybrid-logical-clock';
+import type { TombstoneSource } from '../common/engine-writes';
 import { DocumentRef, documentKeyOf, idKey, SyncStamp } from '../common/sync-stamp';
 import { ignoreDuplicateKeys } from './outbox.repository';
 
@@ -14,7 +15,7 @@ import { ignoreDuplicateKeys } from './outbox.repository';
 export interface Tombstone extends DocumentRef {
   _sync: SyncStamp;
   deletedAt: Date;
-  src?: 'local' | 'remote';
+  src?: TombstoneSource;
 }
 
 /** Reads and writes tombstones in either database. */

@@ -1,0 +1,106 @@
+import type { ChangeStreamDocument, Document } from 'mongodb';
+import { SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import type { SyncVersion } from './hybrid-logical-clock';
+import type { Tombstone } from '../outbox/tombstone.repository';
+import { documentRef, readStamp, SyncStamp, touchesStamp } from './sync-stamp';
+
+/**
+ * The rule loop prevention rests on, in one place: **engine writes set
+ * `_sync`, host writes never do.** Every write the engine makes to a synced
+ * document goes through these helpers, and the capture tells the two apart
+ * with `isHostWrite` (on the client) and `ENGINE_WRITE_EVENTS` (the same rule
+ * as a server-side filter).
+ */
+
+const VERSION_PATH = `${SYNC_STAMP_FIELD}.v`;
+
+/**
+ * Matches the document only while it still holds `version` (no stamp, or no
+ * document at all, when `version` is undefined): the engine's compare-and-set.
+ */
+export function casFilter(id: unknown, version: SyncVersion | undefined): Document {
+  return { _id: id, [VERSION_PATH]: version ?? { $exists: false } };
+}
+
+/** Matches the document while its version is not newer than `version` (or it has none). */
+export function notNewerFilter(id: unknown, version: SyncVersion): Document {
+  return {
+    _id: id,
+    $or: [{ [VERSION_PATH]: { $lte: version } }, { [VERSION_PATH]: { $exists: false } }],
+  };
+}
+
+/** Sets a new stamp and nothing else (the capture's write-back, an adoption on Atlas). */
+export function stampUpdate(stamp: SyncStamp): Document {
+  return { $set: { [SYNC_STAMP_FIELD]: stamp } };
+}
+
+/** A document's content under `stamp`, as the engine writes it. */
+export function stamped(content: Document, id: unknown, stamp: SyncStamp): Document {
+  const { [SYNC_STAMP_FIELD]: _old, ...rest } = content;
+  return { ...rest, _id: id, [SYNC_STAMP_FIELD]: stamp };
+}
+
+/**
+ * An update that turns `from` into `to` ($set of every field, $unset of the
+ * ones `to` lacks). The engine writes whole states this way, never with a
+ * replace, so its writes always show `_sync` in `updatedFields`.
+ */
+export function stateUpdate(from: Document, to: Document): Document {
+  const { _id, ...fields } = to;
+  const removed = Object.keys(from).filter((k) => k !== '_id' && !(k in to));
+  return removed.length
+    ? { $set: fields, $unset: Object.fromEntries(removed.map((k) => [k, ''])) }
+    : { $set: fields };
+}
+
+/**
+ * Who deleted a document, on the local side: the host (`local`, pushed) or
+ * the engine applying a remote delete (`remote`, written before the delete so
+ * the capture recognises the delete as the engine's).
+ */
+export type TombstoneSource = 'local' | 'remote';
+
+export function tombstoneOf(
+  collection: string,
+  id: unknown,
+  stamp: SyncStamp,
+  src?: TombstoneSource,
+): Tombstone {
+  return {
+    ...documentRef(collection, id),
+    _sync: stamp,
+    deletedAt: new Date(),
+    ...(src ? { src } : {}),
+  };
+}
+
+/** Host writes never touch `_sync`; the engine's always do. */
+export function isHostWrite(e: ChangeStreamDocument): boolean {
+  switch (e.operationType) {
+    case 'insert':
+      return !readStamp(e.fullDocument as Document);
+    case 'update': {
+      const d = e.updateDescription;
+      return !touchesStamp([...Object.keys(d?.updatedFields ?? {}), ...(d?.removedFields ?? [])]);
+    }
+    case 'replace':
+    case 'delete':
+      return true; // the engine never replaces; engine deletes are recognised by their tombstone
+    default:
+      return false;
+  }
+}
+
+/**
+ * `isHostWrite`'s server-side half, for a change stream's `$match` (`$nor`):
+ * the engine's own inserts and updates, dropped on the server so they cost
+ * no post-image lookup.
+ */
+export const ENGINE_WRITE_EVENTS: Document[] = [
+  {
+    operationType: 'update',
+    [`updateDescription.updatedFields.${SYNC_STAMP_FIELD}`]: { $exists: true },
+  },
+  { operationType: 'insert', [`fullDocument.${SYNC_STAMP_FIELD}`]: { $exists: true } },
+];

@@ -1,0 +1,55 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { EventEmitter2 } from '@nestjs/event-emitter';
+import type { ChangeStreamDocument, Document } from 'mongodb';
+import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
+import { redactMessage } from '../errors/sync.errors';
+import { SyncErrorEvent, SyncEvents } from '../events/sync-events';
+import { SyncStoresService } from '../metadata/sync-stores.service';
+import { MonitorService } from '../monitor/monitor.service';
+import type { IncomingChange } from './atlas-change-classifier';
+
+/**
+ * Keeps a change the engine could not apply (a malformed event, a document
+ * the host's validation rejects) in `_sync_dead_letters`, with the reason;
+ * counts it and announces it. The stream goes on.
+ */
+@Injectable()
+export class DeadLetterService {
+  private readonly logger = new Logger(DeadLetterService.name);
+
+  constructor(
+    private readonly stores: SyncStoresService,
+    private readonly monitor: MonitorService,
+    private readonly events: EventEmitter2,
+  ) {}
+
+  async record(change: IncomingChange | ChangeStreamDocument, err: unknown): Promise<void> {
+    const message = redactMessage((err as Error)?.message ?? String(err));
+    const c = change as Partial<IncomingChange> & {
+      ns?: { coll?: string };
+      documentKey?: { _id?: unknown };
+      fullDocument?: Document;
+    };
+    const collection = c.collection ?? c.ns?.coll;
+    const documentId = 'id' in c ? c.id : c.documentKey?._id;
+    this.logger.warn(
+      `Dead-lettered change to ${collection ?? '?'} ${JSON.stringify(documentId)}: ${message}`,
+    );
+    this.monitor.recordDeadLetter();
+    this.events.emit(
+      SyncEvents.error,
+      new SyncErrorEvent('processor', message, collection, documentId),
+    );
+    await this.stores.local.collection(SYNC_COLLECTIONS.deadLetters).insertOne({
+      collection,
+      documentId,
+      version: c.stamp?.v,
+      origin: c.stamp?.o,
+      operation: c.operation ?? (change as ChangeStreamDocument).operationType,
+      document: c.doc ?? c.fullDocument,
+      error: message,
+      errorName: (err as Error)?.name,
+      at: new Date(),
+    });
+  }
+}
