@@ -36,6 +36,7 @@ import { AtlasDirectWriteAdopter } from './processor/atlas-direct-write-adopter.
 import { ChangeProcessorService } from './processor/change-processor.service';
 import { DeadLetterService } from './processor/dead-letter.service';
 import { LocalApplierService } from './processor/local-applier.service';
+import { LocalResolutionWriter } from './processor/local-resolution-writer.service';
 import { ResumeTokenRepository } from './resume-token/resume-token.repository';
 
 const SERVICES = [
@@ -56,6 +57,7 @@ const SERVICES = [
   DeadLetterService,
   AtlasDirectWriteAdopter,
   LocalApplierService,
+  LocalResolutionWriter,
   ChangeProcessorService,
   RebaselineService,
   ListenerService,

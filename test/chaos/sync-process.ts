@@ -71,6 +71,24 @@ export class SyncProcess {
     );
   }
 
+  /** Resolves true once the process has exited by itself (false after `timeoutMs`). */
+  async exitedWithin(timeoutMs: number): Promise<boolean> {
+    if (!this.running) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const exited = await Promise.race([this.exited!.then(() => true), timeout]);
+    clearTimeout(timer);
+    return exited;
+  }
+
+  /** The environment of the next start (a fault point armed or cleared, say). */
+  setEnv(name: string, value: string | undefined): void {
+    if (value === undefined) delete this.options.env[name];
+    else this.options.env[name] = value;
+  }
+
   /** SIGKILL: no shutdown hook runs, nothing is flushed. */
   async kill9(): Promise<void> {
     if (!this.running) return;

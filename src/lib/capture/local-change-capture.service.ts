@@ -24,7 +24,9 @@ import { SyncErrorEvent, SyncEvents, SyncStateChangedEvent } from '../events/syn
 import { SyncStoresService } from '../metadata/sync-stores.service';
 import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
-import { NewOutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
+import { NewOutboxEntry } from '../outbox/outbox.repository';
+import { OutboxDrainerService } from '../outbox/outbox-drainer.service';
+import { faultPoint } from '../common/fault-points';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 import type { LocalCapture } from './local-capture.interface';
@@ -72,9 +74,10 @@ function mergeInto<E extends DataEvent>(earlier: E, later: E): E {
 /**
  * Captures every local write to a synced collection, whatever wrote it
  * (Mongoose, the raw driver, a shell), from a change stream on the local
- * replica set. Each captured change gets a new version, is stamped into the
- * document and lands in the outbox; the capture's resume token is saved only
- * after that, so an acknowledged local write is never lost.
+ * replica set. Each captured change gets a new version, is pushed to Atlas at
+ * once (or queued in the outbox when it cannot be) and stamped into the
+ * document; the capture's resume token is saved only after that, so an
+ * acknowledged local write is never lost.
  *
  * Writes by the sync engine itself are recognised from the event alone:
  * they always set `_sync`, host writes never do (the field is reserved).
@@ -88,7 +91,7 @@ export class LocalChangeCaptureService implements LocalCapture {
     @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
     private readonly stores: SyncStoresService,
     private readonly origin: OriginTrackerService,
-    private readonly outbox: OutboxRepository,
+    private readonly drainer: OutboxDrainerService,
     private readonly tombstones: TombstoneRepository,
     private readonly tokens: ResumeTokenRepository,
     private readonly monitor: MonitorService,
@@ -197,7 +200,7 @@ export class LocalChangeCaptureService implements LocalCapture {
           const t = tombstoneOf(collection, id, stamp, 'local');
           tombs.set(idKey(id), t);
           newTombstones.push(t);
-          entries.push({ collection, id, op: 'delete', v });
+          entries.push({ collection, id, op: 'delete', v, writtenAt: wallTimeOf(e) });
           this.origin.markLocalChange(collection, id, v);
           continue;
         }
@@ -215,6 +218,7 @@ export class LocalChangeCaptureService implements LocalCapture {
           v,
           base: previous?.v ?? tomb?._sync.v,
           doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
+          writtenAt: wallTimeOf(e),
         });
         const ops = stampWrites.get(collection) ?? [];
         ops.push({
@@ -228,9 +232,12 @@ export class LocalChangeCaptureService implements LocalCapture {
         this.origin.markLocalChange(collection, id, v);
       }
     }
-    // Outbox first: once it holds the change, a crash anywhere after loses nothing.
-    await this.outbox.enqueue(entries);
+    // Local tombstones first: a replay after a crash issues newer delete versions from them.
     await this.tombstones.upsert(this.stores.local, newTombstones);
+    await faultPoint('capture:before-push');
+    // On Atlas or in the outbox before the resume token moves past these
+    // events: a crash anywhere before that replays them, and loses nothing.
+    await this.drainer.pushCaptured(entries);
     for (const [collection, ops] of stampWrites) {
       const result = await this.stores.local
         .collection(collection)
@@ -243,12 +250,13 @@ export class LocalChangeCaptureService implements LocalCapture {
     }
     for (const [collection, list] of groupBy(revived, (r) => r.collection))
       await this.tombstones.remove(this.stores.local, collection, list);
+    await faultPoint('capture:after-stamps');
   }
 
   /**
    * A stamp write-back matched nothing: the engine wrote the document between
    * the capture reading it and stamping it (a remote state applied in that
-   * instant). The outbox holds the captured state; where it is the newer one,
+   * instant). Atlas (or the outbox) has the captured state; where it is the newer one,
    * the local copy is set back to it, so this device agrees with what Atlas
    * will hold. Where the applied state is newer, it stands (the drainer finds
    * the captured entry stale).
@@ -302,4 +310,9 @@ export class LocalChangeCaptureService implements LocalCapture {
     for (const key of Object.keys(previous?.f ?? {})) base[key] ??= v;
     return base;
   }
+}
+
+/** When the local server made the write (the event's wall time, MongoDB 6.0+). */
+function wallTimeOf(e: DataEvent): Date | undefined {
+  return (e as { wallTime?: Date }).wallTime;
 }

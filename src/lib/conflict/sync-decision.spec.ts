@@ -100,6 +100,18 @@ describe('decide: pushing a local edit to Atlas', () => {
       { kind: 'take', winner: undefined, doc: doc({ a: 2 }), v: v(20, ME) },
     ],
     [
+      'own state on Atlas, another base (a push replayed after a crash)',
+      push(edit(20, 5), atlasAt(15, { a: 1 }, ME)),
+      'last-write-wins',
+      { kind: 'take', winner: undefined, doc: doc({ a: 2 }), v: v(20, ME) },
+    ],
+    [
+      'own newer state on Atlas: an older queued edit is stale, no conflict',
+      push(edit(20, 5), atlasAt(25, { a: 1 }, ME)),
+      'last-write-wins',
+      { kind: 'keep', winner: undefined },
+    ],
+    [
       'delete without a base: newer wins, no conflict',
       push({ doc: null, version: v(20, ME) }, atlasAt(10)),
       'last-write-wins',

@@ -119,9 +119,10 @@ function decidePush(input: DecisionInput, { local, atlas }: PushCase): SyncDecis
   const base = local.base ?? undefined;
   // A local delete does not know its base (no pre-image): plain last write wins.
   const unknownBase = local.doc === null && base === undefined;
-  // A host `replace` drops the stamp, so the base is unknown too; when Atlas
-  // holds a state this instance wrote, no other writer came in between.
-  const ownStateOnAtlas = base === undefined && atlas.origin === input.instanceId;
+  // Atlas holds a state this instance wrote: no other writer came in between,
+  // whatever the base says (a host replace drops the stamp; a push replayed
+  // after a crash carries a newer version of an edit Atlas already holds).
+  const ownStateOnAtlas = atlas.origin === input.instanceId;
   const fastForward =
     atlas.version === base ||
     (!atlas.exists && atlas.version === undefined) ||
@@ -131,7 +132,7 @@ function decidePush(input: DecisionInput, { local, atlas }: PushCase): SyncDecis
   if (fastForward)
     return localNewer
       ? ours()
-      : { kind: 'keep', conflict: unknownBase ? undefined : note('atlas') };
+      : { kind: 'keep', conflict: unknownBase || ownStateOnAtlas ? undefined : note('atlas') };
 
   if (input.strategy === 'field-level' && local.doc && atlas.doc) {
     const atlasStamp = stampOf(atlas.doc) ?? { v: atlas.version ?? '', o: 'atlas' };

@@ -4,16 +4,17 @@ import { SchedulerRegistry } from '@nestjs/schedule';
 import { InjectSyncConfig } from '../bidirectional-sync.decorators';
 import { backoffDelay } from '../common/change-stream-tailer';
 import { groupBy } from '../common/group-by';
-import { readStamp } from '../common/sync-stamp';
+import { faultPoint } from '../common/fault-points';
+import { idKey, readStamp } from '../common/sync-stamp';
 import type { ResolvedSyncConfig } from '../config/sync-config';
 import { ConflictResolverService } from '../conflict/conflict-resolver.service';
 import { redactMessage } from '../errors/sync.errors';
 import { SyncChangeAppliedEvent, SyncErrorEvent, SyncEvents } from '../events/sync-events';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 import { MonitorService } from '../monitor/monitor.service';
-import { LocalApplierService } from '../processor/local-applier.service';
-import { AtlasPushApplier, PushOutcome } from './atlas-push-applier.service';
-import { OutboxEntry, OutboxRepository } from './outbox.repository';
+import { LocalResolutionWriter } from '../processor/local-resolution-writer.service';
+import { AtlasPushApplier, PushedEdit, PushOutcome } from './atlas-push-applier.service';
+import { NewOutboxEntry, OutboxEntry, OutboxRepository } from './outbox.repository';
 
 const DRAIN_JOB = 'bidirectional-sync:outbox-drain';
 const CLEANUP_JOB = 'bidirectional-sync:cleanup';
@@ -21,6 +22,9 @@ const CLEANUP_JOB = 'bidirectional-sync:cleanup';
 const PUSH_RETRY = { initialMs: 1000, maxMs: 60_000, maxAttempts: 0 };
 /** While Atlas keeps failing, the failure is logged once and then every this many attempts. */
 const FAILURE_LOG_EVERY = 20;
+
+/** A captured change on its way to Atlas (an outbox entry's fields, before any outbox). */
+type CapturedEdit = NewOutboxEntry & PushedEdit;
 
 export interface DrainerStatus {
   running: boolean;
@@ -50,7 +54,7 @@ export class OutboxDrainerService {
     private readonly stores: SyncStoresService,
     private readonly outbox: OutboxRepository,
     private readonly pushApplier: AtlasPushApplier,
-    private readonly localApplier: LocalApplierService,
+    private readonly resolutions: LocalResolutionWriter,
     private readonly conflicts: ConflictResolverService,
     private readonly monitor: MonitorService,
     private readonly scheduler: SchedulerRegistry,
@@ -119,62 +123,116 @@ export class OutboxDrainerService {
       await this.stores.ensureAtlasIndexes();
       for (;;) {
         const batch = await this.outbox.next(this.config.outboxBatchSize);
-        if (!batch.length) break;
+        if (!batch.length) {
+          // Nothing due: if nothing waits for a retry either, captures skip the outbox.
+          if (!this.outbox.knownEmpty) await this.outbox.checkEmpty();
+          break;
+        }
         handled += await this.pushBatch(batch);
         if (batch.length < this.config.outboxBatchSize) break;
       }
       this.state.consecutiveFailures = 0;
       this.state.lastError = undefined;
     } catch (err) {
-      this.state.consecutiveFailures++;
-      this.state.lastError = redactMessage(String((err as Error)?.message ?? err));
-      if (
-        this.state.consecutiveFailures === 1 ||
-        this.state.consecutiveFailures % FAILURE_LOG_EVERY === 0
-      ) {
-        this.logger.warn(
-          `Push to Atlas failed (${this.state.consecutiveFailures}x), changes stay queued: ${this.state.lastError}`,
-        );
-      }
-      this.events.emit(SyncEvents.error, new SyncErrorEvent('drainer', this.state.lastError));
+      this.recordFailure(err);
     }
     this.state.lastDrainAt = new Date();
     return handled;
   }
 
-  private async pushBatch(batch: OutboxEntry[]): Promise<number> {
-    const started = Date.now();
-    const byCollection = groupBy(batch, (e) => e.c);
-    const outcomes = new Map<OutboxEntry, PushOutcome>();
-    for (const [collection, entries] of byCollection) {
-      const result = await this.pushApplier.push(collection, entries, (resolved) =>
-        this.localApplier.holdResolved(collection, resolved),
+  /** Atlas failed a push: changes stay queued, and new ones queue up until a drain succeeds. */
+  private recordFailure(err: unknown): void {
+    this.state.consecutiveFailures++;
+    this.state.lastError = redactMessage(String((err as Error)?.message ?? err));
+    if (
+      this.state.consecutiveFailures === 1 ||
+      this.state.consecutiveFailures % FAILURE_LOG_EVERY === 0
+    ) {
+      this.logger.warn(
+        `Push to Atlas failed (${this.state.consecutiveFailures}x), changes stay queued: ${this.state.lastError}`,
       );
-      for (const [entry, outcome] of result) outcomes.set(entry, outcome);
     }
-    const failed = new Set<OutboxEntry>();
-    const perEntryMs = (Date.now() - started) / batch.length;
-    for (const [entry, outcome] of outcomes) {
-      const op = entry.op === 'delete' ? 'delete' : 'update';
+    this.events.emit(SyncEvents.error, new SyncErrorEvent('drainer', this.state.lastError));
+  }
+
+  /**
+   * The hot path: changes the capture just read go to Atlas at once. Only
+   * what cannot be pushed now lands in the outbox, for the scheduled job:
+   * every change while Atlas is failing, a change of a document that still
+   * has a queued one (per-document order), and a change whose write failed.
+   * Resolves once each change is on Atlas or in the outbox, so the capture
+   * may then save its resume token.
+   */
+  async pushCaptured(changes: NewOutboxEntry[]): Promise<void> {
+    if (!changes.length) return;
+    if (!this.state.running || this.state.consecutiveFailures > 0)
+      return this.outbox.enqueue(changes);
+    const queue: NewOutboxEntry[] = [];
+    const direct: CapturedEdit[] = [];
+    for (const [collection, list] of groupBy(changes, (c) => c.collection)) {
+      const queued = this.outbox.knownEmpty
+        ? new Map<string, unknown>()
+        : await this.outbox.pendingFor(
+            collection,
+            list.map((c) => c.id),
+          );
+      for (const change of list) {
+        if (queued.has(idKey(change.id))) queue.push(change);
+        else direct.push({ ...change, c: collection, i: change.id });
+      }
+    }
+    await this.outbox.enqueue(queue);
+    await faultPoint('push:before-atlas');
+    let outcomes: Map<CapturedEdit, PushOutcome>;
+    try {
+      await this.stores.ensureAtlasIndexes();
+      outcomes = await this.pushEdits(direct);
+    } catch (err) {
+      this.recordFailure(err);
+      return this.outbox.enqueue(direct);
+    }
+    await faultPoint('push:after-atlas');
+    const failed = this.report(outcomes, (edit) => edit.writtenAt);
+    await this.outbox.enqueue(direct.filter((edit) => failed.has(edit)));
+  }
+
+  /** Pushes edits collection by collection; resolutions are held locally first. */
+  private async pushEdits<E extends PushedEdit>(edits: E[]): Promise<Map<E, PushOutcome>> {
+    const outcomes = new Map<E, PushOutcome>();
+    for (const [collection, list] of groupBy(edits, (e) => e.c)) {
+      const result = await this.pushApplier.push(collection, list, (resolved) =>
+        this.resolutions.hold(collection, resolved),
+      );
+      for (const [edit, outcome] of result) outcomes.set(edit, outcome);
+    }
+    return outcomes;
+  }
+
+  /** Counts and announces each outcome; returns the edits that failed. */
+  private report<E extends PushedEdit>(
+    outcomes: Map<E, PushOutcome>,
+    writtenAt: (edit: E) => Date | undefined,
+    durationMs = 0,
+  ): Set<E> {
+    const failed = new Set<E>();
+    const perEditMs = durationMs / Math.max(1, outcomes.size);
+    for (const [edit, outcome] of outcomes) {
+      const op = edit.op === 'delete' ? 'delete' : 'update';
       if (typeof outcome === 'object') {
-        this.monitor.recordLocalToAtlas(op, false, perEntryMs);
-        await this.outbox.fail(
-          entry,
-          outcome.error,
-          outcome.retryMs ?? backoffDelay(entry.attempts + 1, PUSH_RETRY),
-        );
-        failed.add(entry);
+        this.monitor.recordLocalToAtlas(op, false, perEditMs);
+        failed.add(edit);
         this.events.emit(
           SyncEvents.error,
-          new SyncErrorEvent('drainer', outcome.error, entry.c, entry.i),
+          new SyncErrorEvent('drainer', outcome.error, edit.c, edit.i),
         );
         continue;
       }
+      const since = writtenAt(edit);
       this.monitor.recordLocalToAtlas(
         op,
         true,
-        perEntryMs,
-        Date.now() - entry.enqueuedAt.getTime(),
+        perEditMs,
+        since ? Date.now() - since.getTime() : undefined,
       );
       if (outcome === 'stale') this.monitor.recordStale();
       else
@@ -182,13 +240,28 @@ export class OutboxDrainerService {
           SyncEvents.changeApplied,
           new SyncChangeAppliedEvent(
             'localToAtlas',
-            entry.c,
-            entry.i,
+            edit.c,
+            edit.i,
             op,
-            entry.v,
-            readStamp(entry.doc)?.o ?? '',
+            edit.v,
+            readStamp(edit.doc)?.o ?? '',
           ),
         );
+    }
+    return failed;
+  }
+
+  private async pushBatch(batch: OutboxEntry[]): Promise<number> {
+    const started = Date.now();
+    const outcomes = await this.pushEdits(batch);
+    const failed = this.report(outcomes, (entry) => entry.enqueuedAt, Date.now() - started);
+    for (const entry of failed) {
+      const outcome = outcomes.get(entry) as { error: string; retryMs?: number };
+      await this.outbox.fail(
+        entry,
+        outcome.error,
+        outcome.retryMs ?? backoffDelay(entry.attempts + 1, PUSH_RETRY),
+      );
     }
     await this.outbox.acknowledge(batch, failed);
     return batch.length;

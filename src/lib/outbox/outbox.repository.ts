@@ -33,6 +33,8 @@ export type NewOutboxEntry = Pick<OutboxEntry, 'op' | 'v' | 'doc' | 'base'> & {
   id: unknown;
   /** Replace the base of an entry already queued (default: an entry keeps its first base). */
   rebase?: boolean;
+  /** When the local write was made (for the push lag; not stored). */
+  writtenAt?: Date;
 };
 
 /** What `summary()` answers. */
@@ -64,6 +66,11 @@ export class OutboxRepository {
   private summaryInFlight?: Promise<OutboxSummary>;
   private summaryReuseMs = SUMMARY_MIN_REUSE_MS;
   private seqFloor?: Promise<void>;
+  /** Enqueues finished, and in flight, in this process. */
+  private enqueuesDone = 0;
+  private enqueuesInFlight = 0;
+  /** `enqueuesDone` when the outbox was last seen empty. */
+  private emptyAtEnqueue?: number;
 
   constructor(private readonly stores: SyncStoresService) {}
 
@@ -85,6 +92,34 @@ export class OutboxRepository {
    */
   async enqueue(entries: NewOutboxEntry[]): Promise<void> {
     if (!entries.length) return;
+    this.enqueuesInFlight++;
+    try {
+      await this.insertOrAdvance(entries);
+    } finally {
+      this.enqueuesInFlight--;
+      this.enqueuesDone++;
+    }
+    for (const listener of this.enqueueListeners) listener();
+  }
+
+  /**
+   * True when the outbox held nothing at the last look and nothing was
+   * enqueued since: then no document has a queued change, and a new change
+   * can be pushed without asking the outbox (the capture's hot path).
+   */
+  get knownEmpty(): boolean {
+    return this.enqueuesInFlight === 0 && this.emptyAtEnqueue === this.enqueuesDone;
+  }
+
+  /** Looks whether the outbox holds any entry (due or waiting for a retry); updates `knownEmpty`. */
+  async checkEmpty(): Promise<boolean> {
+    const before = this.enqueuesDone;
+    const any = await this.collection.findOne({}, { projection: { _id: 1 } });
+    if (!any) this.emptyAtEnqueue = before;
+    return !any;
+  }
+
+  private async insertOrAdvance(entries: NewOutboxEntry[]): Promise<void> {
     await this.ensureSeqFloor();
     const now = new Date();
     const docs = entries.map((e): OutboxEntry => ({
@@ -96,7 +131,7 @@ export class OutboxRepository {
       doc: e.doc,
       base: e.base ?? null,
       seq: this.nextSeq(),
-      enqueuedAt: now,
+      enqueuedAt: e.writtenAt ?? now,
       retryAt: 0,
       attempts: 0,
     }));
@@ -111,7 +146,6 @@ export class OutboxRepository {
         )
         .catch(ignoreDuplicateKeys);
     }
-    for (const listener of this.enqueueListeners) listener();
   }
 
   /** The oldest entries due for a push. */

@@ -6,16 +6,10 @@ import { SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { InjectSyncConfig } from '../bidirectional-sync.decorators';
 import { CaptureModeService } from '../capture/capture-mode.service';
 import { forEachConcurrent } from '../common/concurrency';
-import {
-  casFilter,
-  notNewerFilter,
-  stamped,
-  stateUpdate,
-  tombstoneOf,
-} from '../common/engine-writes';
+import { casFilter, stamped, stateUpdate, tombstoneOf } from '../common/engine-writes';
 import { findByIds } from '../common/find-by-ids';
 import { groupBy } from '../common/group-by';
-import { compareVersions, SyncVersion } from '../common/hybrid-logical-clock';
+import { compareVersions } from '../common/hybrid-logical-clock';
 import { MongoErrorCode } from '../common/mongo-error-codes';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { statementErrorsOf } from '../common/write-errors';
@@ -27,7 +21,6 @@ import { SyncStoresService } from '../metadata/sync-stores.service';
 import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { OutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
-import type { ResolvedState } from '../outbox/atlas-push-applier.service';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
 import type { IncomingChange } from './atlas-change-classifier';
 import { DeadLetterService } from './dead-letter.service';
@@ -353,44 +346,6 @@ export class LocalApplierService {
       }
       throw err;
     }
-  }
-
-  /**
-   * New states a push resolution made (a resolver's choice, a merge under a
-   * new version) replace the pushed edit locally, only where the document is
-   * not newer than that edit: a newer local edit is pushed, and resolved, on
-   * its own. A local delete that lost to the Atlas document brings it back.
-   */
-  async holdResolved(collection: string, resolved: ResolvedState[]): Promise<void> {
-    for (const { edit, doc, stamp } of resolved) {
-      const filter = notNewerFilter(edit.i, edit.v);
-      if (doc) {
-        const result = await this.local(collection).updateOne(
-          filter,
-          stateUpdate(edit.doc ?? {}, doc),
-        );
-        if (!result.matchedCount) await this.reviveIfDeletedBy(collection, edit.i, edit.v, doc);
-      } else {
-        await this.tombstones.upsert(this.stores.local, [
-          tombstoneOf(collection, edit.i, stamp, 'remote'),
-        ]);
-        await this.local(collection).deleteOne(filter);
-      }
-    }
-  }
-
-  private async reviveIfDeletedBy(
-    collection: string,
-    id: unknown,
-    deleteVersion: SyncVersion,
-    doc: Document,
-  ): Promise<void> {
-    const tombs = await this.tombstones.find(this.stores.local, collection, [id]);
-    if (tombs.get(idKey(id))?._sync.v !== deleteVersion) return; // edited again since: that edit decides
-    await this.tombstones.remove(this.stores.local, collection, [{ id, upTo: deleteVersion }]);
-    await this.local(collection)
-      .insertOne(doc)
-      .catch(() => undefined); // created again meanwhile: that write is captured and pushed
   }
 
   private afterApply(change: IncomingChange, outcome: ApplyOutcome, durationMs: number): void {
