@@ -26,6 +26,7 @@ import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { NewOutboxEntry } from '../outbox/outbox.repository';
 import { OutboxDrainerService } from '../outbox/outbox-drainer.service';
+import { contentDigest } from '../common/content-digest';
 import { faultPoint } from '../common/fault-points';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
@@ -208,7 +209,7 @@ export class LocalChangeCaptureService implements LocalCapture {
         if (!doc) continue; // deleted since; its delete event follows
         const previous = readStamp(doc);
         const v = this.origin.clock.tickAfter(maxVersion(previous?.v, tomb?._sync.v));
-        const stamp: SyncStamp = { v, o: this.origin.instanceId };
+        const stamp: SyncStamp = { v, o: this.origin.instanceId, h: contentDigest(doc) };
         if (this.config.conflictResolutionStrategy === 'field-level')
           stamp.f = this.fieldStamps(e, doc, previous, v);
         entries.push({

@@ -1,5 +1,6 @@
 import type { ChangeStreamDocument } from 'mongodb';
-import { casFilter, isHostWrite, stamped, stateUpdate } from './engine-writes';
+import { contentDigest } from './content-digest';
+import { casFilter, isHostWrite, issuedStamp, stamped, stateUpdate } from './engine-writes';
 
 const stamp = { v: '001700000000000-000000-dev', o: 'dev' };
 
@@ -21,6 +22,13 @@ describe('engine writes', () => {
       a: 1,
       _id: 7,
       _sync: stamp,
+    });
+  });
+
+  it('issuedStamp adds the digest of the content it describes', () => {
+    expect(issuedStamp({ a: 1 }, 7, stamp)).toEqual({
+      ...stamp,
+      h: contentDigest({ _id: 7, a: 1 }),
     });
   });
 

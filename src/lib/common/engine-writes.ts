@@ -1,5 +1,6 @@
 import type { ChangeStreamDocument, Document } from 'mongodb';
 import { SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import { contentDigest } from './content-digest';
 import type { SyncVersion } from './hybrid-logical-clock';
 import type { Tombstone } from '../outbox/tombstone.repository';
 import { documentRef, readStamp, SyncStamp, touchesStamp } from './sync-stamp';
@@ -22,6 +23,17 @@ export function casFilter(id: unknown, version: SyncVersion | undefined): Docume
   return { _id: id, [VERSION_PATH]: version ?? { $exists: false } };
 }
 
+/**
+ * Matches the document only while it is exactly as read, content included:
+ * a host write made after the read (which leaves `_sync` as it was) makes
+ * the compare-and-set fail instead of being overwritten unseen. MongoDB
+ * compares documents field by field in order, and `read` came from the
+ * server, so an unchanged document always matches.
+ */
+export function unchangedFilter(read: Document): Document {
+  return { _id: read._id, $expr: { $eq: ['$$ROOT', { $literal: read }] } };
+}
+
 /** Matches the document while its version is not newer than `version` (or it has none). */
 export function notNewerFilter(id: unknown, version: SyncVersion): Document {
   return {
@@ -39,6 +51,15 @@ export function stampUpdate(stamp: SyncStamp): Document {
 export function stamped(content: Document, id: unknown, stamp: SyncStamp): Document {
   const { [SYNC_STAMP_FIELD]: _old, ...rest } = content;
   return { ...rest, _id: id, [SYNC_STAMP_FIELD]: stamp };
+}
+
+/**
+ * A stamp this device issues for `content` (a captured edit, a resolution):
+ * it carries the content's digest. Stamps that arrive with a state are kept
+ * as they came, so every replica holds the same stamp.
+ */
+export function issuedStamp(content: Document, id: unknown, stamp: SyncStamp): SyncStamp {
+  return { ...stamp, h: contentDigest({ ...content, _id: id }) };
 }
 
 /**

@@ -13,6 +13,8 @@ export interface SyncStamp {
   o: string;
   /** Field-level strategy only: version of each top-level field. */
   f?: Record<string, SyncVersion>;
+  /** Digest of the content this stamp describes (`contentDigest`); a write made without the engine leaves it behind. */
+  h?: string;
 }
 
 export type SyncedDocument = Record<string, unknown> & {

@@ -1,6 +1,7 @@
 import type { Document } from 'mongodb';
 import { SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { compareVersions, maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
+import { contentDigest } from '../common/content-digest';
 import type { SyncStamp } from '../common/sync-stamp';
 
 export interface StampedState {
@@ -22,7 +23,7 @@ export function fieldVersions(state: StampedState): Record<string, SyncVersion> 
  * Per-field last write wins: each top-level field takes the value of the side
  * that wrote it last, so concurrent edits of different fields both survive.
  * Commutative and idempotent, so every replica merging the same states in
- * any order ends with the same document.
+ * any order ends with the same document (and stamp, digest included).
  */
 export function mergeFieldLevel(a: StampedState, b: StampedState): StampedState {
   const fa = fieldVersions(a);
@@ -36,5 +37,11 @@ export function mergeFieldLevel(a: StampedState, b: StampedState): StampedState 
     if (key in source) doc[key] = source[key];
   }
   const newer = compareVersions(b.stamp.v, a.stamp.v) > 0 ? b : a;
-  return { doc, stamp: { v: maxVersion(a.stamp.v, b.stamp.v)!, o: newer.stamp.o, f } };
+  const stamp = {
+    v: maxVersion(a.stamp.v, b.stamp.v)!,
+    o: newer.stamp.o,
+    f,
+    h: contentDigest(doc),
+  };
+  return { doc, stamp };
 }

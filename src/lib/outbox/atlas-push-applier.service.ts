@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { Document } from 'mongodb';
-import { casFilter, stamped, tombstoneOf } from '../common/engine-writes';
+import { casFilter, issuedStamp, stamped, tombstoneOf } from '../common/engine-writes';
 import { findByIds } from '../common/find-by-ids';
 import { compareVersions, SyncVersion } from '../common/hybrid-logical-clock';
 import { MongoErrorCode } from '../common/mongo-error-codes';
@@ -122,9 +122,13 @@ export class AtlasPushApplier {
         outcomes.set(edit, 'stale');
         continue;
       }
-      const doc = decision.doc && stamped(decision.doc, edit.i, decision.stamp);
-      writes.push({ edit, atlas: state, doc, version: decision.stamp.v });
-      if (decision.kind === 'rewrite') resolved.push({ edit, doc, stamp: decision.stamp });
+      // A resolution or a merge is a new state: its stamp is issued here.
+      const issued = decision.kind === 'rewrite' || decision.conflict?.winner === 'merged';
+      const stamp =
+        issued && decision.doc ? issuedStamp(decision.doc, edit.i, decision.stamp) : decision.stamp;
+      const doc = decision.doc && stamped(decision.doc, edit.i, stamp);
+      writes.push({ edit, atlas: state, doc, version: stamp.v });
+      if (decision.kind === 'rewrite') resolved.push({ edit, doc, stamp });
     }
     await this.conflicts.logConflict(
       ...conflicts.map((c) => ({

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Document, Timestamp } from 'mongodb';
 import { ATLAS_ORIGIN } from '../bidirectional-sync.constants';
+import { contentDigest } from '../common/content-digest';
 import { casFilter, stampUpdate, tombstoneOf } from '../common/engine-writes';
 import { findByIds } from '../common/find-by-ids';
 import { groupBy } from '../common/group-by';
@@ -50,7 +51,16 @@ export class AtlasDirectWriteAdopter {
       const id = event.documentKey._id;
       const previous = readStamp(event.fullDocument);
       const derived = versionFromClusterTime(event.clusterTime, ATLAS_ORIGIN);
-      if (previous?.o === ATLAS_ORIGIN && compareVersions(previous.v, derived) >= 0) continue; // adopted already
+      const h = contentDigest(event.fullDocument);
+      // Adopted already: stamped for this very content by a device before us.
+      // (A version at least as new is not enough: a later direct write keeps
+      // the stamp the engine put on the write before it.)
+      if (
+        previous?.o === ATLAS_ORIGIN &&
+        previous.h === h &&
+        compareVersions(previous.v, derived) >= 0
+      )
+        continue;
       const [tombs, local, pending] = await Promise.all([
         this.tombstones.find(this.stores.atlas, collection, [id]),
         this.findLocal(collection, [id]),
@@ -67,7 +77,7 @@ export class AtlasDirectWriteAdopter {
       )!;
       await this.stores.atlas
         .collection(collection)
-        .updateOne(casFilter(id, previous?.v), stampUpdate({ v, o: ATLAS_ORIGIN }));
+        .updateOne(casFilter(id, previous?.v), stampUpdate({ v, o: ATLAS_ORIGIN, h }));
     }
   }
 

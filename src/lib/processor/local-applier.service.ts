@@ -6,7 +6,14 @@ import { SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { InjectSyncConfig } from '../bidirectional-sync.decorators';
 import { CaptureModeService } from '../capture/capture-mode.service';
 import { forEachConcurrent } from '../common/concurrency';
-import { casFilter, stamped, stateUpdate, tombstoneOf } from '../common/engine-writes';
+import {
+  issuedStamp,
+  stamped,
+  stateUpdate,
+  tombstoneOf,
+  unchangedFilter,
+} from '../common/engine-writes';
+import { matchesStampDigest } from '../common/content-digest';
 import { findByIds } from '../common/find-by-ids';
 import { groupBy } from '../common/group-by';
 import { compareVersions } from '../common/hybrid-logical-clock';
@@ -69,16 +76,9 @@ export class LocalApplierService {
 
   /** Applies incoming states (the newest per document), reading local state in bulk. */
   async apply(changes: IncomingChange[]): Promise<void> {
-    // A host write the capture has not recorded yet is invisible in the local
-    // state (its stamp is still the old one): applying over it would lose it.
-    // So the capture first records every local write made before this batch.
-    await this.captureMode.active.caughtUp();
     for (const [collection, list] of groupBy(changes, (c) => c.collection)) {
       const states = newestPerDocument(list);
-      const locals = await this.readLocal(
-        collection,
-        states.map((s) => s.id),
-      );
+      const locals = await this.readSettled(collection, states);
       const model = this.stores.modelFor(collection) as HostModel | undefined;
       const applied = model
         ? new Set<IncomingChange>()
@@ -88,6 +88,43 @@ export class LocalApplierService {
         this.applyWithRetries(change, locals.get(idKey(change.id)) ?? {}, model),
       );
     }
+  }
+
+  /**
+   * Reads the local state of `changes`' documents, and makes sure no host
+   * write the capture has not recorded yet hides in it (such a write leaves
+   * the stamp as it was, and applying over it would lose it unseen):
+   * - a document whose content still matches its stamp's digest, or absent
+   *   with a tombstone, or absent while the change is its first insert, holds
+   *   no such write; a later one fails the exact-content compare-and-set;
+   * - for any other, the capture first records every host write made before
+   *   the read: that changes the document (its stamp) or leaves a tombstone,
+   *   so the compare-and-set fails on it too. Documents absent at the read
+   *   are looked up again in the tombstones and the outbox.
+   * So an Atlas batch waits behind the capture only for documents the
+   * uncaptured local backlog may hold.
+   */
+  private async readSettled(
+    collection: string,
+    changes: IncomingChange[],
+  ): Promise<Map<string, LocalState>> {
+    const states = await this.readLocal(
+      collection,
+      changes.map((c) => c.id),
+    );
+    const unsettled = changes.filter((c) => {
+      const s = states.get(idKey(c.id));
+      if (s?.doc) return !matchesStampDigest(s.doc);
+      return !s?.tombstone && c.operation !== 'insert';
+    });
+    if (!unsettled.length) return states;
+    await this.captureMode.active.caughtUp();
+    const absent = unsettled.filter((c) => !states.get(idKey(c.id))?.doc).map((c) => c.id);
+    if (absent.length) {
+      const again = await this.readLocal(collection, absent, { documents: false });
+      for (const [key, state] of again) states.set(key, { ...states.get(key), ...state });
+    }
+    return states;
   }
 
   private async applyWithRetries(
@@ -107,21 +144,35 @@ export class LocalApplierService {
           this.monitor.recordAtlasToLocal(change.operation, false, Date.now() - started);
           throw err;
         }
-        local = (await this.readLocal(change.collection, [change.id])).get(idKey(change.id)) ?? {};
+        // Changed since the read (a host write, maybe not recorded yet): read and decide again.
+        const again = await this.readSettled(change.collection, [change]);
+        local = again.get(idKey(change.id)) ?? {};
       }
     }
   }
 
-  private async readLocal(collection: string, ids: unknown[]): Promise<Map<string, LocalState>> {
+  /** Documents, tombstones and pending edits of `ids` (the outbox is not asked while known empty). */
+  private async readLocal(
+    collection: string,
+    ids: unknown[],
+    { documents = true } = {},
+  ): Promise<Map<string, LocalState>> {
+    const none = Promise.resolve(new Map());
     const [docs, tombs, pending] = await Promise.all([
-      findByIds(this.local(collection), ids),
+      documents ? findByIds(this.local(collection), ids) : none,
       this.tombstones.find(this.stores.local, collection, ids),
-      this.outbox.pendingFor(collection, ids),
+      this.outbox.knownEmpty ? none : this.outbox.pendingFor(collection, ids),
     ]);
     const states = new Map<string, LocalState>();
     for (const id of ids) {
       const key = idKey(id);
-      states.set(key, { doc: docs.get(key), tombstone: tombs.get(key), pending: pending.get(key) });
+      const state: LocalState = {
+        doc: docs.get(key),
+        tombstone: tombs.get(key),
+        pending: pending.get(key),
+      };
+      if (!documents) delete state.doc;
+      states.set(key, state);
     }
     return states;
   }
@@ -177,7 +228,7 @@ export class LocalApplierService {
         op: local.doc
           ? {
               updateOne: {
-                filter: casFilter(change.id, readStamp(local.doc)?.v),
+                filter: unchangedFilter(local.doc),
                 update: stateUpdate(local.doc, next),
               },
             }
@@ -253,7 +304,9 @@ export class LocalApplierService {
     if (decision.kind === 'keep') return 'stale';
     if (decision.kind === 'rewrite') {
       // The resolver's choice must win everywhere: queued for Atlas under its new version.
-      const { doc, stamp } = decision;
+      const doc = decision.doc;
+      const stamp = doc ? issuedStamp(doc, change.id, decision.stamp) : decision.stamp;
+      decision = { ...decision, stamp };
       await this.outbox.enqueue([
         {
           collection: change.collection,
@@ -283,7 +336,7 @@ export class LocalApplierService {
     // The tombstone comes first: the local capture recognises the delete as ours by it.
     await this.tombstones.upsert(this.stores.local, [tombstoneOf(collection, id, stamp, 'remote')]);
     if (!local.doc) return 'applied';
-    const filter = casFilter(id, readStamp(local.doc)?.v);
+    const filter = unchangedFilter(local.doc);
     const result = model
       ? await model.deleteOne(filter)
       : await this.local(collection).deleteOne(filter);
@@ -309,23 +362,22 @@ export class LocalApplierService {
           ]);
         if (model) {
           const created = new model(content);
-          created.set(SYNC_STAMP_FIELD, stamp, undefined, { strict: false });
+          created.set(SYNC_STAMP_FIELD, next[SYNC_STAMP_FIELD], undefined, { strict: false });
           await created.save({ timestamps: false });
         } else {
           await this.local(change.collection).insertOne(next);
         }
         return 'applied';
       }
-      const expected = readStamp(local.doc)?.v;
       if (model) {
         const existing = model.hydrate(local.doc);
         existing.overwrite(content);
-        existing.set(SYNC_STAMP_FIELD, stamp, undefined, { strict: false });
-        existing.$where = casFilter(change.id, expected);
+        existing.set(SYNC_STAMP_FIELD, next[SYNC_STAMP_FIELD], undefined, { strict: false });
+        existing.$where = unchangedFilter(local.doc);
         await existing.save({ timestamps: false });
       } else {
         const result = await this.local(change.collection).updateOne(
-          casFilter(change.id, expected),
+          unchangedFilter(local.doc),
           stateUpdate(local.doc, next),
         );
         if (result.matchedCount === 0) throw new CasMismatch();
