@@ -223,6 +223,7 @@ async function main(): Promise<void> {
         faninServers: args.faninServers,
         faninWrites: args.faninWrites,
         faninCapSeconds: args.faninCapSeconds,
+        commandCounts: args.commandCounts,
       },
     },
     targets: [],
