@@ -53,8 +53,13 @@ function rows(r: BenchResults): DemandRow[] {
             x.demand ? cpuMsPerChange(x.serverCpu, server, x.demand[who].changes) : NaN,
           ),
         );
+      const undelivered = r.lag?.median[rate]?.undelivered ?? 0;
       out.push({
-        scenario: `lag, ${rate}/s mix`,
+        scenario:
+          `lag, ${rate}/s mix` +
+          (undelivered > 0
+            ? ` (${Math.round(undelivered).toLocaleString('en-US')} undelivered: work on changes still in flight counts too)`
+            : ''),
         direction,
         demand,
         cpu: [cpu(local), cpu('atlas')],
