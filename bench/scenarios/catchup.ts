@@ -1,5 +1,5 @@
 import type { Collection } from 'mongodb';
-import { BenchContext, deviceSpec, settle, sleep, startHost } from '../lib/context';
+import { BenchContext, deviceSpec, outboxEmptied, settle, sleep, startHost } from '../lib/context';
 import type { DeviceHost, Footprint } from '../lib/device-host';
 import { cpuMsPerChange, Demand, demandBetween, describeDemand, medianDemand } from '../lib/demand';
 import type { ProcSample } from '../lib/protocol';
@@ -207,10 +207,11 @@ export async function measureCatchup(
     const footprint = host.footprint(epoch0, Date.now());
     // From the process start (its counters start at zero): start-up and the capture's
     // read of the backlog are part of catching up.
-    const demand =
-      ctx.args.commandCounts || profile
-        ? demandBetween(undefined, await host.sampleNow(), ['localToAtlas', 'atlasToLocal'])
-        : undefined;
+    const countCommands = ctx.args.commandCounts || profile;
+    if (countCommands && convergeMs !== null) await outboxEmptied(ctx.localA, localDb);
+    const demand = countCommands
+      ? demandBetween(undefined, await host.sampleNow(), ['localToAtlas', 'atlasToLocal'])
+      : undefined;
     const commandStats = await host.stop();
     host = undefined;
     return {

@@ -1,4 +1,4 @@
-import { BenchContext, deviceSpec, settle, startHost } from '../lib/context';
+import { BenchContext, deviceSpec, outboxEmptied, settle, startHost } from '../lib/context';
 import type { DeviceHost, Footprint } from '../lib/device-host';
 import { cpuMsPerChange, Demand, demandBetween, describeDemand, medianDemand } from '../lib/demand';
 import { LoadReport, runMixedLoad } from '../lib/load';
@@ -129,6 +129,7 @@ export async function measureLag(
     await tracker.drained(ctx.args.waitCapSeconds * 1000);
     const serverCpu = meter.end();
     const epoch1 = Date.now();
+    if (before) await outboxEmptied(ctx.localA, dbA);
     const after = before
       ? await Promise.all([sender.sampleNow(), receiver.sampleNow()])
       : undefined;

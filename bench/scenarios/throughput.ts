@@ -1,5 +1,12 @@
 import type { Collection, Db } from 'mongodb';
-import { BenchContext, deviceSpec, ratePerSecond, settle, startHost } from '../lib/context';
+import {
+  BenchContext,
+  deviceSpec,
+  outboxEmptied,
+  ratePerSecond,
+  settle,
+  startHost,
+} from '../lib/context';
 import type { DeviceHost, Footprint } from '../lib/device-host';
 import {
   cpuMsPerChange,
@@ -229,8 +236,9 @@ export async function measureMode(
     // Let the backlog drain before confirming at a fixed load.
     const drained = await Promise.all(trackers.map((t) => t.drained(SATURATION_DRAIN_MS)));
     await Promise.all(watchers.map((w) => w.close()));
-    // Counted from an empty pipeline to an empty one again, so every command a change
-    // caused is in the window (plus the idle polls of the drain, a few).
+    // Counted from an empty pipeline to an empty one again (outbox included), so every
+    // command a change caused is in the window (plus the idle polls of the drain, a few).
+    if (before && mode !== 'atlasToLocal') await outboxEmptied(ctx.localA, localDb);
     const demand = before
       ? demandBetween(before, await host.sampleNow(), modeDirections(mode))
       : undefined;
