@@ -5,14 +5,15 @@
  * IPC, so footprint figures are this process's alone. Started by
  * `bench/lib/device-host.ts`; never run by hand.
  */
-import type { MongoClient } from 'mongodb';
-import { SyncStoresService } from '../src/lib/metadata/sync-stores.service';
+import { MongoClient } from 'mongodb';
 import { MonitorService } from '../src/lib/monitor/monitor.service';
 import { SyncDevice } from '../test/support/sync-device';
-import type { ChildMessage, CommandStats, DeviceSpec, ParentMessage } from './lib/protocol';
+import { asHarness, CommandCounters } from './lib/command-counters';
+import type { ChildMessage, DeviceSpec, ParentMessage, ServerSide } from './lib/protocol';
 
 const devices: SyncDevice[] = [];
-const commandStats: CommandStats = {};
+const counters = new CommandCounters();
+const commandStats = counters.stats;
 let stopping = false;
 
 function send(message: ChildMessage, then?: () => void): void {
@@ -20,11 +21,12 @@ function send(message: ChildMessage, then?: () => void): void {
   process.send!(message, undefined, {}, () => then?.());
 }
 
-function sample(): void {
+function sample(requested = false): void {
   const cpu = process.cpuUsage();
   const mem = process.memoryUsage();
   send({
     type: 'sample',
+    requested,
     at: Date.now(),
     rss: mem.rss,
     heapUsed: mem.heapUsed,
@@ -47,40 +49,41 @@ function sample(): void {
         d.get(MonitorService).successful('atlasToLocal'),
       ]),
     ),
+    commands: commandStats,
   });
 }
+
+/** Client names that tell the counters which server a client talks to. */
+const APP_NAMES: Record<string, ServerSide> = {
+  'bench-device-local': 'local',
+  'bench-device-atlas': 'atlas',
+};
 
 function withMonitoring(uri: string): string {
-  return `${uri}${uri.includes('?') ? '&' : '?'}monitorCommands=true`;
+  return `${uri}${uri.includes('?') ? '&' : '?'}monitorCommands=true&appName=bench-device-local`;
 }
 
-function monitor(client: MongoClient, side: string): void {
-  const started = new Map<number, string>();
-  client.on('commandStarted', (e) => {
-    const cmd = e.command as Record<string, unknown>;
-    const target = cmd[e.commandName];
-    const pipeline = cmd.pipeline as Record<string, unknown>[] | undefined;
-    const what =
-      e.commandName === 'aggregate' && pipeline?.[0]?.$changeStream
-        ? 'changeStream'
-        : e.commandName === 'getMore'
-          ? String(cmd.collection ?? '')
-          : typeof target === 'string'
-            ? target
-            : '';
-    started.set(e.requestId, `${side} ${e.commandName} ${what}`.trim());
-  });
-  const done = (e: { requestId: number; duration: number }): void => {
-    const key = started.get(e.requestId);
-    if (!key) return;
-    started.delete(e.requestId);
-    const s = (commandStats[key] ??= { count: 0, totalMs: 0, maxMs: 0 });
-    s.count++;
-    s.totalMs += e.duration;
-    s.maxMs = Math.max(s.maxMs, e.duration);
-  };
-  client.on('commandSucceeded', done);
-  client.on('commandFailed', done);
+/**
+ * Benchmark instrumentation. The module creates its Atlas client itself
+ * (SyncStoresService) and the host's Mongoose connection connects while the
+ * application is compiled, both before a device could reach them; the
+ * commands they send from their first one on (index builds, the opening
+ * aggregate of each change stream) must be counted. So every client that
+ * connects in this process and carries one of the names above gets the
+ * counters first. `connect()` is where both the driver's auto-connect and
+ * Mongoose's `openUri` go through.
+ */
+function countCommandsOfNamedClients(): void {
+  const connect = MongoClient.prototype.connect;
+  const attached = new WeakSet<MongoClient>();
+  MongoClient.prototype.connect = function (this: MongoClient) {
+    const side = APP_NAMES[this.options.appName ?? ''];
+    if (side && !attached.has(this)) {
+      attached.add(this);
+      counters.attach(this, side);
+    }
+    return connect.call(this);
+  } as typeof connect;
 }
 
 /** Waits until both streams run and both resume tokens are stored (offline/online cycles rely on them). */
@@ -109,20 +112,28 @@ async function startDevice(
   monitorCommands: boolean,
   readyTimeoutMs: number,
 ): Promise<void> {
+  // The module passes `atlasClientOptions` to its Atlas client: monitoring and the name go in there.
+  const options = monitorCommands
+    ? {
+        ...spec.options,
+        atlasClientOptions: {
+          ...spec.options?.atlasClientOptions,
+          monitorCommands: true,
+          appName: 'bench-device-atlas',
+        },
+      }
+    : spec.options;
   const device = await SyncDevice.start({
     localUri: monitorCommands ? withMonitoring(spec.localUri) : spec.localUri,
     localDbName: spec.localDbName,
-    atlasUri: monitorCommands ? withMonitoring(spec.atlasUri) : spec.atlasUri,
+    atlasUri: spec.atlasUri,
     atlasDbName: spec.atlasDbName,
     instanceId: spec.instanceId,
-    options: spec.options,
+    options,
   });
   devices.push(device);
-  if (monitorCommands) {
-    monitor(device.connection.getClient() as unknown as MongoClient, 'local');
-    monitor(device.get(SyncStoresService).atlasClient, 'atlas');
-  }
-  await ready(device, spec.instanceId, readyTimeoutMs);
+  // The readiness polls (health, token count) are the benchmark's, not the engine's.
+  await asHarness(() => ready(device, spec.instanceId, readyTimeoutMs));
 }
 
 async function start(msg: Extract<ParentMessage, { type: 'start' }>): Promise<void> {
@@ -155,11 +166,13 @@ process.on('message', (msg: ParentMessage) => {
     );
   else if (msg.type === 'stats')
     send({ type: 'stats', commandStats: structuredClone(commandStats) });
+  else if (msg.type === 'sample') sample(true);
   else if (msg.type === 'stop') void stop(msg.graceful);
 });
 // The parent stops us; a Ctrl-C in the terminal must not kill us halfway through a close.
 process.on('SIGINT', () => undefined);
 // Parent gone: nobody will ever stop us.
 process.on('disconnect', () => process.exit(1));
+countCommandsOfNamedClients();
 setInterval(sample, 200);
 sample();

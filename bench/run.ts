@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs, ScenarioName } from './lib/args';
 import { buildDeviceProcess, PROJECT_ROOT } from './lib/build';
 import type { BenchContext } from './lib/context';
+import { describeDemand, floorDemand } from './lib/demand';
 import { killAllHosts, readyMarks } from './lib/device-host';
 import { loadAverage, procRssBytes } from './lib/proc';
 import { summarizeProfile, topCommands } from './lib/profile';
@@ -127,6 +128,9 @@ async function profilePass(ctx: BenchContext): Promise<ProfileEntry[]> {
 
 const PROFILED_CATCHUP = 20_000;
 
+/** Scenarios that count the engine's commands per synced change. */
+const COUNTED: ScenarioName[] = ['throughput', 'lag', 'catchup'];
+
 const LATENCY_KEYS = new Set(['p50', 'p95', 'p99', 'max', 'confirmLagP99']);
 
 function writeDocs(results: BenchResults, log: (m: string) => void): void {
@@ -223,6 +227,7 @@ async function main(): Promise<void> {
         faninServers: args.faninServers,
         faninWrites: args.faninWrites,
         faninCapSeconds: args.faninCapSeconds,
+        commandCounts: args.commandCounts,
       },
     },
     targets: [],
@@ -262,6 +267,15 @@ async function main(): Promise<void> {
       catchup: async () => void (results.catchup = await runCatchup(ctx)),
       fanin: async () => void (results.fanin = await runFanin(ctx)),
     };
+    if (args.commandCounts && args.scenarios.some((s) => COUNTED.includes(s))) {
+      const batch = args.syncOptions.changeStreamBatchSize ?? 100;
+      log(
+        `engine demand floor (engineering notes §7; change-stream batches of ${batch}): one event read on the source, ` +
+          'one document written on the destination, progress saved once per batch',
+      );
+      for (const d of ['localToAtlas', 'atlasToLocal'] as const)
+        for (const line of describeDemand(floorDemand(d, batch))) log(`  ${d}: ${line}`);
+    }
     for (const name of args.scenarios) {
       log(`scenario ${name}`);
       await scenarios[name]();

@@ -19,6 +19,8 @@ export interface BenchArgs {
   faninWrites: number;
   faninCapSeconds: number;
   profile: boolean;
+  /** Count the engine's driver commands per synced change (command monitoring) in throughput, lag and catch-up runs. */
+  commandCounts: boolean;
   writeDocs: boolean;
   /** Re-render docs/benchmarks.md from the last results without running anything. */
   reportOnly: boolean;
@@ -43,6 +45,8 @@ const HELP = `npm run bench -- [options]
   --fanin-cap S         give up waiting for fan-in convergence after S seconds (default 120)
   --sync-options JSON   module options for every device (default: the module's defaults)
   --no-profile          skip the --cpu-prof pass
+  --no-command-counts   do not count the engine's driver commands per change (command
+                        monitoring costs the device process some CPU; the profiling pass counts anyway)
   --docs / --no-docs    write docs/benchmarks.md (default: only for a full run)
   --out DIR             results directory (default bench-results)
   --report-only         re-render docs/benchmarks.md from DIR/latest.json (e.g. after editing bench/ANALYSIS.md)
@@ -67,6 +71,7 @@ export function parseArgs(argv: string[]): BenchArgs {
     faninWrites: 5,
     faninCapSeconds: 120,
     profile: true,
+    commandCounts: true,
     writeDocs: true,
     reportOnly: false,
     outDir: 'bench-results',
@@ -131,6 +136,9 @@ export function parseArgs(argv: string[]): BenchArgs {
         break;
       case '--no-profile':
         args.profile = false;
+        break;
+      case '--no-command-counts':
+        args.commandCounts = false;
         break;
       case '--docs':
         docsChosen = true;

@@ -1,3 +1,4 @@
+import { SYNC_COLLECTIONS } from '../../src/lib/bidirectional-sync.constants';
 import type { BidirectionalSyncModuleOptions } from '../../src/lib/config/sync-options.interface';
 import type { BenchArgs } from './args';
 import { DeviceHost, HostOptions } from './device-host';
@@ -60,6 +61,25 @@ export function ratePerSecond(arrivals: number[], t0: number, seconds: number): 
     if (i >= 0 && i < buckets.length) buckets[i]++;
   }
   return buckets;
+}
+
+/**
+ * Waits (at most `capMs`) until a device's outbox is empty: a change shows on
+ * Atlas before the engine deletes its outbox entry, and a demand window must
+ * hold that delete too. Read with the benchmark's own client.
+ */
+export async function outboxEmptied(
+  server: BenchServer,
+  localDbName: string,
+  capMs = 5000,
+): Promise<boolean> {
+  const outbox = server.client.db(localDbName).collection(SYNC_COLLECTIONS.outbox);
+  const deadline = performance.now() + capMs;
+  for (;;) {
+    if ((await outbox.estimatedDocumentCount()) === 0) return true;
+    if (performance.now() > deadline) return false;
+    await sleep(50);
+  }
 }
 
 const QUIET_PERCENT = 15;

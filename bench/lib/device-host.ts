@@ -120,6 +120,7 @@ export class DeviceHost {
     type: ChildMessage['type'],
     timeoutMs: number,
     trigger: () => void,
+    accept: (m: ChildMessage) => boolean = () => true,
   ): Promise<ChildMessage> {
     return new Promise((resolve, reject) => {
       const cleanup = (): void => {
@@ -128,7 +129,7 @@ export class DeviceHost {
         this.child.off('exit', onExit);
       };
       const waiter = (m: ChildMessage): void => {
-        if (m.type === type) {
+        if (m.type === type && accept(m)) {
           cleanup();
           resolve(m);
         } else if (m.type === 'error') {
@@ -156,6 +157,20 @@ export class DeviceHost {
   async commandStats(): Promise<CommandStats> {
     const m = await this.waitFor('stats', 30_000, () => this.child.send({ type: 'stats' }));
     return (m as Extract<ChildMessage, { type: 'stats' }>).commandStats;
+  }
+
+  /**
+   * A sample taken now (it also joins `samples`): the ends of a measurement
+   * window, so the command counters in it are exact at that instant.
+   */
+  async sampleNow(): Promise<ProcSample> {
+    const m = await this.waitFor(
+      'sample',
+      30_000,
+      () => this.child.send({ type: 'sample' }),
+      (x) => x.type === 'sample' && !!x.requested,
+    );
+    return m as ProcSample;
   }
 
   /** Memory and CPU of this process between two epoch-ms instants. */

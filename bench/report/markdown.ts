@@ -1,6 +1,7 @@
 import { BULK_DOCS } from '../scenarios/baseline';
 import type { BenchResults, ProfileEntry } from '../lib/results';
 import { LatencySummary, median } from '../lib/stats';
+import { demandSection } from './demand-section';
 import { lineChartSvg, Series, sparkline } from './svg';
 
 const int = (x: number | null | undefined) =>
@@ -542,6 +543,8 @@ export function renderMarkdown(
         '',
       );
   }
+
+  out.push(...demandSection(r, '## 7. Engine demand per synced change'));
 
   if (r.planner) {
     out.push(

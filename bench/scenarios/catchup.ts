@@ -1,6 +1,7 @@
 import type { Collection } from 'mongodb';
-import { BenchContext, deviceSpec, settle, sleep, startHost } from '../lib/context';
+import { BenchContext, deviceSpec, outboxEmptied, settle, sleep, startHost } from '../lib/context';
 import type { DeviceHost, Footprint } from '../lib/device-host';
+import { cpuMsPerChange, Demand, demandBetween, describeDemand, medianDemand } from '../lib/demand';
 import type { ProcSample } from '../lib/protocol';
 import { makeDoc, PeerStamper } from '../lib/docs';
 import { PollPacer } from '../lib/poll-pacer';
@@ -40,6 +41,8 @@ export interface CatchupRun {
     heapUsedMiB: number;
     heapTotalMiB: number;
   }[];
+  /** The engine's demand per synced change (both directions) from the process start until converged (or the cap). */
+  demand?: Demand;
   commandStats?: CommandStats;
 }
 
@@ -53,6 +56,7 @@ export interface CatchupResult {
     rssPeakMiB: number;
     cpuPercent: number;
     converged: number;
+    demand?: Demand;
   };
   representative: CatchupRun;
 }
@@ -139,7 +143,8 @@ export async function measureCatchup(
       // backlog; the device must not be killed for taking long at that.
       readyTimeoutMs: (ctx.args.catchupCapSeconds + 60) * 1000,
       onSample,
-      ...(profile ? { cpuProfileDir: ctx.profileDir, monitorCommands: true } : {}),
+      monitorCommands: ctx.args.commandCounts || profile,
+      ...(profile ? { cpuProfileDir: ctx.profileDir } : {}),
     });
     let readyMs = NaN;
     let startFailure: unknown;
@@ -200,6 +205,13 @@ export async function measureCatchup(
     const elapsed = (convergeMs ?? performance.now() - t0) / 1000;
     const serverCpu = meter.end();
     const footprint = host.footprint(epoch0, Date.now());
+    // From the process start (its counters start at zero): start-up and the capture's
+    // read of the backlog are part of catching up.
+    const countCommands = ctx.args.commandCounts || profile;
+    if (countCommands && convergeMs !== null) await outboxEmptied(ctx.localA, localDb);
+    const demand = countCommands
+      ? demandBetween(undefined, await host.sampleNow(), ['localToAtlas', 'atlasToLocal'])
+      : undefined;
     const commandStats = await host.stop();
     host = undefined;
     return {
@@ -218,6 +230,7 @@ export async function measureCatchup(
       footprint,
       serverCpu,
       progress,
+      demand,
       commandStats: profile ? commandStats : undefined,
     };
   } finally {
@@ -233,16 +246,28 @@ const describe = (r: CatchupRun) =>
   `${r.n} changes: ${r.convergeMs === null ? `NOT converged within the cap (${r.synced}/${r.n} synced)` : `converged in ${(r.convergeMs / 1000).toFixed(1)} s (±${(r.probeResolutionMs / 1000).toFixed(1)} s)`}, ` +
   `${r.rate.toFixed(0)} changes/s, RSS peak ${r.footprint.rssPeakMiB.toFixed(0)} MiB (idle ${r.idleRssMiB.toFixed(0)}; heap used/reserved ${r.footprint.heapPeakMiB.toFixed(0)}/${r.footprint.heapTotalPeakMiB.toFixed(0)}, external ${r.footprint.externalPeakMiB.toFixed(0)}), CPU ${r.footprint.cpuPercent.toFixed(0)}%`;
 
+function logCatchupDemand(ctx: BenchContext, label: string, r: CatchupRun): void {
+  if (!r.demand) return;
+  ctx.log(
+    `${label}: per synced change, both directions (${r.demand.changes} changes), server CPU local ` +
+      `${cpuMsPerChange(r.serverCpu, 'local', r.demand.changes).toFixed(2)} ms / Atlas ` +
+      `${cpuMsPerChange(r.serverCpu, 'atlas', r.demand.changes).toFixed(2)} ms`,
+  );
+  for (const line of describeDemand(r.demand)) ctx.log(`  ${line}`);
+}
+
 export async function runCatchup(ctx: BenchContext): Promise<CatchupResult> {
   const runs: CatchupRun[] = [];
   for (let r = 0; r < ctx.args.runs; r++) {
     const run = await measureCatchup(ctx, ctx.args.catchup, `r${r}`);
     runs.push(run);
     ctx.log(`catch-up run ${r + 1}: ${describe(run)}`);
+    logCatchupDemand(ctx, `catch-up run ${r + 1} demand`, run);
   }
   const smallN = Math.max(2, Math.floor(ctx.args.catchup / 4));
   const small = await measureCatchup(ctx, smallN, 'small');
   ctx.log(`catch-up (memory vs backlog): ${describe(small)}`);
+  logCatchupDemand(ctx, 'catch-up (smaller backlog) demand', small);
   return {
     runs,
     small,
@@ -252,6 +277,7 @@ export async function runCatchup(ctx: BenchContext): Promise<CatchupResult> {
       rssPeakMiB: median(runs.map((r) => r.footprint.rssPeakMiB)),
       cpuPercent: median(runs.map((r) => r.footprint.cpuPercent)),
       converged: runs.filter((r) => r.convergeMs !== null).length,
+      demand: medianDemand(runs.map((r) => r.demand)),
     },
     representative: runs[medianIndex(runs.map((r) => r.rate))],
   };

@@ -1,5 +1,6 @@
-import { BenchContext, deviceSpec, settle, startHost } from '../lib/context';
+import { BenchContext, deviceSpec, outboxEmptied, settle, startHost } from '../lib/context';
 import type { DeviceHost, Footprint } from '../lib/device-host';
+import { cpuMsPerChange, Demand, demandBetween, describeDemand, medianDemand } from '../lib/demand';
 import { LoadReport, runMixedLoad } from '../lib/load';
 import { CpuMeter, CpuShare } from '../lib/proc';
 import type { CommandStats } from '../lib/protocol';
@@ -33,11 +34,15 @@ export interface LagRun {
   /** Footprint of the writing device (A) and the receiving device (B) during the window and drain. */
   footprint: { sender: Footprint; receiver: Footprint };
   serverCpu: Record<string, CpuShare>;
+  /** The engine's demand per synced change over the window and drain: A's pushes (Local → Atlas), B's pulls (Atlas → Local). */
+  demand?: { sender: Demand; receiver: Demand };
   commandStats?: { sender: CommandStats; receiver: CommandStats };
 }
 
 export interface LagResult {
   runs: Record<string, LagRun[]>;
+  /** Median demand per rate. */
+  demandMedian?: Record<string, { sender?: Demand; receiver?: Demand }>;
   median: Record<string, LatencySummary>;
   /** The run with the median p99, per rate (charted). */
   representative: Record<string, LagRun>;
@@ -77,7 +82,11 @@ export async function measureLag(
   const dbB = uniqueDbName(`lagb_${label}`);
   const hosts: DeviceHost[] = [];
   let watcher: DestinationWatcher | undefined;
-  const hostOptions = profile ? { cpuProfileDir: ctx.profileDir, monitorCommands: true } : {};
+  const counted = ctx.args.commandCounts || profile;
+  const hostOptions = {
+    monitorCommands: counted,
+    ...(profile ? { cpuProfileDir: ctx.profileDir } : {}),
+  };
   await settle(ctx, `lag ${rate}/s ${label}`);
   try {
     hosts.push(
@@ -101,6 +110,9 @@ export async function measureLag(
     watcher = await DestinationWatcher.open(ctx.localB.client.db(dbB), 'lag', tracker, {
       tombstones: true,
     });
+    const before = counted
+      ? await Promise.all([sender.sampleNow(), receiver.sampleNow()])
+      : undefined;
     const meter = new CpuMeter({
       atlas: ctx.atlas.pid,
       localA: ctx.localA.pid,
@@ -117,6 +129,10 @@ export async function measureLag(
     await tracker.drained(ctx.args.waitCapSeconds * 1000);
     const serverCpu = meter.end();
     const epoch1 = Date.now();
+    if (before) await outboxEmptied(ctx.localA, dbA);
+    const after = before
+      ? await Promise.all([sender.sampleNow(), receiver.sampleNow()])
+      : undefined;
     const results = tracker.results();
     const lags = results.map((r) => r.seenAt - r.issuedAt);
     const byOp = Object.fromEntries(
@@ -136,6 +152,13 @@ export async function measureLag(
         receiver: receiver.footprint(epoch0, epoch1),
       },
       serverCpu,
+      demand:
+        before && after
+          ? {
+              sender: demandBetween(before[0], after[0], ['localToAtlas']),
+              receiver: demandBetween(before[1], after[1], ['atlasToLocal']),
+            }
+          : undefined,
     };
     await watcher.close();
     watcher = undefined;
@@ -153,6 +176,22 @@ export async function measureLag(
   }
 }
 
+function logLagDemand(ctx: BenchContext, label: string, run: LagRun): void {
+  if (!run.demand) return;
+  const parts = [
+    ['sender (device A, Local → Atlas)', run.demand.sender, 'localA'],
+    ['receiver (device B, Atlas → Local)', run.demand.receiver, 'localB'],
+  ] as const;
+  for (const [who, d, local] of parts) {
+    ctx.log(
+      `${label}, ${who}: per synced change (${d.changes} changes), server CPU its local ` +
+        `${cpuMsPerChange(run.serverCpu, local, d.changes).toFixed(2)} ms / Atlas (both devices) ` +
+        `${cpuMsPerChange(run.serverCpu, 'atlas', d.changes).toFixed(2)} ms`,
+    );
+    for (const line of describeDemand(d)) ctx.log(`  ${line}`);
+  }
+}
+
 const fmt = (ms: number) => (Number.isFinite(ms) ? `${ms.toFixed(0)} ms` : `> cap`);
 
 export async function runLag(ctx: BenchContext): Promise<LagResult> {
@@ -166,6 +205,7 @@ export async function runLag(ctx: BenchContext): Promise<LagResult> {
           `undelivered ${run.lag.undelivered}/${run.lag.n}; sender RSS ${run.footprint.sender.rssPeakMiB.toFixed(0)} MiB, ` +
           `CPU ${run.footprint.sender.cpuPercent.toFixed(0)}%`,
       );
+      logLagDemand(ctx, `lag run ${r + 1} at ${rate}/s demand`, run);
     }
   }
   const median: Record<string, LatencySummary> = {};
@@ -174,5 +214,11 @@ export async function runLag(ctx: BenchContext): Promise<LagResult> {
     median[rate] = medianSummary(list.map((x) => x.lag));
     representative[rate] = list[medianIndex(list.map((x) => x.lag.p99))];
   }
-  return { runs, median, representative };
+  const demandMedian: LagResult['demandMedian'] = {};
+  for (const [rate, list] of Object.entries(runs))
+    demandMedian[rate] = {
+      sender: medianDemand(list.map((x) => x.demand?.sender)),
+      receiver: medianDemand(list.map((x) => x.demand?.receiver)),
+    };
+  return { runs, median, representative, demandMedian };
 }

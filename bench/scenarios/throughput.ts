@@ -1,6 +1,21 @@
 import type { Collection, Db } from 'mongodb';
-import { BenchContext, deviceSpec, ratePerSecond, settle, startHost } from '../lib/context';
+import {
+  BenchContext,
+  deviceSpec,
+  outboxEmptied,
+  ratePerSecond,
+  settle,
+  startHost,
+} from '../lib/context';
 import type { DeviceHost, Footprint } from '../lib/device-host';
+import {
+  cpuMsPerChange,
+  Demand,
+  demandBetween,
+  describeDemand,
+  medianDemand,
+  type SyncDirection,
+} from '../lib/demand';
 import { PeerStamper } from '../lib/docs';
 import { runInsertLoad, runSaturation } from '../lib/load';
 import { CpuMeter, CpuShare } from '../lib/proc';
@@ -50,11 +65,15 @@ export interface ModeRun {
   directions: Partial<Record<Direction, DirectionMeasure>>;
   footprint: Footprint;
   serverCpu: Record<string, CpuShare>;
+  /** The engine's commands and documents per synced change, from the saturation start until its backlog drained. */
+  demand?: Demand;
   commandStats?: CommandStats;
 }
 
 export interface ThroughputResult {
   runs: ModeRun[][];
+  /** Median demand per synced change of each mode (both directions together for `both`). */
+  demandMedian?: Partial<Record<Mode, Demand>>;
   median: Record<
     Mode,
     Partial<
@@ -173,12 +192,17 @@ export async function measureMode(
       ctx,
       `throughput-${mode}-${label}`,
       [deviceSpec(ctx, ctx.localA, localDb, atlasDb, `tp-${label}`)],
-      profile ? { cpuProfileDir: ctx.profileDir, monitorCommands: true } : {},
+      {
+        monitorCommands: ctx.args.commandCounts || profile,
+        ...(profile ? { cpuProfileDir: ctx.profileDir } : {}),
+      },
     );
     const ls = lanes(mode, ctx, atlasDb, localDb, '');
     const trackers = ls.map(() => new VisibilityTracker());
     const watchers = await Promise.all(ls.map((l, i) => watch(l, trackers[i])));
     const seconds = ctx.args.throughputSeconds;
+    const counted = ctx.args.commandCounts || profile;
+    const before = counted ? await host.sampleNow() : undefined;
     const meter = new CpuMeter({
       atlas: ctx.atlas.pid,
       local: ctx.localA.pid,
@@ -212,6 +236,12 @@ export async function measureMode(
     // Let the backlog drain before confirming at a fixed load.
     const drained = await Promise.all(trackers.map((t) => t.drained(SATURATION_DRAIN_MS)));
     await Promise.all(watchers.map((w) => w.close()));
+    // Counted from an empty pipeline to an empty one again (outbox included), so every
+    // command a change caused is in the window (plus the idle polls of the drain, a few).
+    if (before && mode !== 'atlasToLocal') await outboxEmptied(ctx.localA, localDb);
+    const demand = before
+      ? demandBetween(before, await host.sampleNow(), modeDirections(mode))
+      : undefined;
     if (withConfirm) {
       if (drained.every(Boolean)) {
         const rates = Object.fromEntries(
@@ -231,6 +261,7 @@ export async function measureMode(
       directions,
       footprint,
       serverCpu,
+      demand,
       commandStats: profile ? commandStats : undefined,
     };
   } finally {
@@ -240,6 +271,28 @@ export async function measureMode(
       [ctx.localA, localDb],
     ]);
   }
+}
+
+function modeDirections(mode: Mode): SyncDirection[] {
+  return mode === 'both' ? ['localToAtlas', 'atlasToLocal'] : [mode];
+}
+
+/** Server CPU per change delivered during saturation, as the report's table has it. */
+export function saturationCpuPerChange(m: ModeRun, server: string): number {
+  const delivered = Object.values(m.directions).reduce(
+    (a, d) => a + d!.perSecond.reduce((x, y) => x + y, 0),
+    0,
+  );
+  return cpuMsPerChange(m.serverCpu, server, delivered);
+}
+
+function logDemand(ctx: BenchContext, label: string, m: ModeRun): void {
+  if (!m.demand) return;
+  ctx.log(
+    `${label}: per synced change (${m.demand.changes} changes), server CPU local ` +
+      `${saturationCpuPerChange(m, 'local').toFixed(2)} ms / Atlas ${saturationCpuPerChange(m, 'atlas').toFixed(2)} ms`,
+  );
+  for (const line of describeDemand(m.demand)) ctx.log(`  ${line}`);
 }
 
 export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult> {
@@ -261,6 +314,7 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
             )
             .join('; '),
       );
+      logDemand(ctx, `throughput run ${r + 1} ${mode} demand`, m);
     }
     runs.push(run);
   }
@@ -280,5 +334,10 @@ export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult
       };
     }
   }
-  return { runs, median: med };
+  const demandMedian: ThroughputResult['demandMedian'] = {};
+  for (const mode of MODES) {
+    const d = medianDemand(runs.map((run) => run.find((m) => m.mode === mode)?.demand));
+    if (d) demandMedian[mode] = d;
+  }
+  return { runs, median: med, demandMedian };
 }
