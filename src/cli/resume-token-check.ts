@@ -1,5 +1,6 @@
 import type { Db, Document, ResumeToken } from 'mongodb';
 import { SYNC_COLLECTIONS } from '../lib/bidirectional-sync.constants';
+import { MONGO_ERROR_CODES } from '../lib/common/mongo-error-codes';
 import {
   errorCode,
   errorMessage,
@@ -41,7 +42,7 @@ export interface ResumeTokenReport {
   findings: Finding[];
 }
 
-const HISTORY_LOST = 286;
+const HISTORY_LOST = MONGO_ERROR_CODES.ChangeStreamHistoryLost;
 
 /**
  * Lists the stored change stream positions (`resume:<instanceId>:atlas` and
@@ -110,7 +111,7 @@ export async function checkResumeTokens(options: {
       t.state === 'ok'
         ? `${where} can be resumed${age}`
         : t.state === 'history-lost'
-          ? `${where}: HISTORY LOST (286)${age}; the oplog no longer reaches back to it. The engine re-baselines on its next start (nothing to do)`
+          ? `${where}: HISTORY LOST (${HISTORY_LOST})${age}; the oplog no longer reaches back to it. The engine re-baselines on its next start (nothing to do)`
           : t.state === 'invalid'
             ? `${where}: INVALID (${t.detail})${age}; the engine re-baselines on its next start`
             : t.state === 'missing'

@@ -1,13 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
-import type {
-  BidirectionalHealth,
-  HealthState,
-  HealthThresholds,
-} from '../bidirectional-sync.service';
+import type { BidirectionalHealth, HealthState } from '../bidirectional-sync.service';
 import { redactDeep } from '../errors/redact-deep';
 import { redactMessage } from '../errors/sync.errors';
-import { SyncEngineLocator } from './sync-engine.locator';
+import type { HealthThresholds } from './sync-health.options';
+import { SyncEngine } from '../sync-engine';
 
 /** The specification's health shape plus lag, ages, reasons and the thresholds applied. */
 export interface SyncHealthReport extends BidirectionalHealth {
@@ -41,7 +38,7 @@ export interface SyncHealthCheckOptions {
 export class SyncHealthIndicator {
   constructor(
     private readonly healthIndicatorService: HealthIndicatorService,
-    private readonly engine: SyncEngineLocator,
+    private readonly engine: SyncEngine,
   ) {}
 
   /** The full report behind `GET /api/sync/bidirectional/health`. */

@@ -1,11 +1,6 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import type { Db, Document } from 'mongodb';
-import {
-  ATLAS_ORIGIN,
-  SYNC_COLLECTIONS,
-  SYNC_CONFIG,
-  SYNC_STAMP_FIELD,
-} from '../bidirectional-sync.constants';
+import { ATLAS_ORIGIN, SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { compareVersions } from '../common/hybrid-logical-clock';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
@@ -21,6 +16,7 @@ import {
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 import { SyncMetadataRepository } from '../metadata/sync-metadata.repository';
 import { idTypeBrackets } from '../common/id-brackets';
+import { InjectSyncConfig } from '../bidirectional-sync.decorators';
 
 export interface RebaselineProgress {
   state: 'idle' | 'running' | 'done' | 'failed';
@@ -114,7 +110,7 @@ export class RebaselineService {
   };
 
   constructor(
-    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     private readonly stores: SyncStoresService,
     private readonly origin: OriginTrackerService,
     private readonly processor: ChangeProcessorService,

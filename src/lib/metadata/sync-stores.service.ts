@@ -1,12 +1,9 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import { Db, MongoClient } from 'mongodb';
+import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { Db, Document, MongoClient } from 'mongodb';
 import type { Connection, Model } from 'mongoose';
-import {
-  SYNC_COLLECTIONS,
-  SYNC_CONFIG,
-  SYNC_LOCAL_CONNECTION,
-} from '../bidirectional-sync.constants';
+import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import { ResolvedSyncConfig } from '../config/sync-config';
+import { InjectSyncConfig, InjectSyncLocalConnection } from '../bidirectional-sync.decorators';
 import { redactUri } from '../errors/sync.errors';
 
 /**
@@ -22,8 +19,8 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
   private atlasIndexesReady?: Promise<void>;
 
   constructor(
-    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
-    @Inject(SYNC_LOCAL_CONNECTION) readonly connection: Connection,
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
+    @InjectSyncLocalConnection() readonly connection: Connection,
   ) {
     this.atlasClient = new MongoClient(config.atlasUri, {
       serverSelectionTimeoutMS: 10_000,
@@ -87,9 +84,9 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /** The host's Mongoose model for a collection, if it registered one on the local connection. */
-  modelFor(collection: string): Model<any> | undefined {
+  modelFor(collection: string): Model<Document> | undefined {
     for (const name of this.connection.modelNames()) {
-      const model = this.connection.model(name);
+      const model = this.connection.model<Document>(name);
       if (model.collection.collectionName === collection) return model;
     }
     return undefined;

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { BidirectionalHealth } from '../bidirectional-sync.service';
 import type { SyncDirection } from '../events/sync-events';
-import { SyncEngineLocator } from '../health/sync-engine.locator';
+import { SyncEngine } from '../sync-engine';
 import type { DirectionalMetrics } from '../monitor/monitor.service';
 
 /** Metric name prefix. */
@@ -38,7 +38,7 @@ export class SyncPrometheusService {
   readonly registry = new Registry();
   private cached?: { at: number; snapshot: Promise<Snapshot> };
 
-  constructor(private readonly engine: SyncEngineLocator) {
+  constructor(private readonly engine: SyncEngine) {
     const registers = [this.registry];
     const snapshot = () => this.snapshot();
 
