@@ -43,6 +43,8 @@ export interface ResumeTokenReport {
 }
 
 const HISTORY_LOST = MONGO_ERROR_CODES.ChangeStreamHistoryLost;
+/** The probe needs only the stream's first batch (or its error): wait briefly (ms). */
+const PROBE_MAX_AWAIT_MS = 100;
 
 /**
  * Lists the stored change stream positions (`resume:<instanceId>:atlas` and
@@ -132,7 +134,7 @@ async function probeToken(
   db: Db,
   token: ResumeToken,
 ): Promise<Pick<ResumeTokenStatus, 'state' | 'code' | 'detail'>> {
-  const stream = db.watch([], { startAfter: token, maxAwaitTimeMS: 100 });
+  const stream = db.watch([], { startAfter: token, maxAwaitTimeMS: PROBE_MAX_AWAIT_MS });
   try {
     await stream.tryNext();
     return { state: 'ok' };

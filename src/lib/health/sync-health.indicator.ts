@@ -6,6 +6,9 @@ import { redactMessage } from '../errors/sync.errors';
 import type { HealthThresholds } from './sync-health.options';
 import { SyncEngine } from '../sync-engine';
 
+/** How long `pingAtlas()` waits for Atlas's answer by default (ms). */
+const DEFAULT_ATLAS_PING_TIMEOUT_MS = 2000;
+
 /** The specification's health shape plus lag, ages, reasons and the thresholds applied. */
 export interface SyncHealthReport extends BidirectionalHealth {
   thresholds: HealthThresholds;
@@ -101,7 +104,7 @@ export class SyncHealthIndicator {
   /** Pings the Atlas cluster through the module's own client (the local side: `MongooseHealthIndicator`). */
   async pingAtlas<const Key extends string = 'atlas'>(
     key: Key = 'atlas' as Key,
-    { timeoutMs = 2000 }: { timeoutMs?: number } = {},
+    { timeoutMs = DEFAULT_ATLAS_PING_TIMEOUT_MS }: { timeoutMs?: number } = {},
   ): Promise<HealthIndicatorResult<Key>> {
     const indicator = this.healthIndicatorService.check(key);
     const started = Date.now();

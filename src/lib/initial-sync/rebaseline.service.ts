@@ -59,6 +59,8 @@ export interface RebaselineCheckpoint {
 }
 
 const PAGE = 500;
+/** Reading the current position needs only the first (empty) batch: wait briefly (ms). */
+const POSITION_READ_MAX_AWAIT_MS = 50;
 
 /** The stamp given to Atlas documents written without the module: older than any stamped version. */
 export const UNSTAMPED_ATLAS_STAMP: SyncStamp = {
@@ -236,7 +238,7 @@ export class RebaselineService {
 
   /** A resume token for "now" on Atlas, taken before comparing so nothing after it is missed. */
   private async currentAtlasPosition(): Promise<Document> {
-    const stream = this.stores.atlas.watch([], { maxAwaitTimeMS: 50 });
+    const stream = this.stores.atlas.watch([], { maxAwaitTimeMS: POSITION_READ_MAX_AWAIT_MS });
     try {
       await stream.tryNext();
       return stream.resumeToken as Document;

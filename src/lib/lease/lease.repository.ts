@@ -4,6 +4,9 @@ import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import { hasMongoErrorCode, MONGO_ERROR_CODES } from '../common/mongo-error-codes';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 
+/** How long one read of the lease's change stream waits on the server (ms); a change answers at once. */
+const LEASE_WATCH_MAX_AWAIT_MS = 1000;
+
 /** The lease document in the local `_sync_metadata` collection. */
 export interface LeaseDocument {
   _id: string;
@@ -128,7 +131,7 @@ export class LeaseRepository {
           },
         },
       ],
-      { maxAwaitTimeMS: 1000 },
+      { maxAwaitTimeMS: LEASE_WATCH_MAX_AWAIT_MS },
     );
   }
 

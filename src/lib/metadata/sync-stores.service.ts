@@ -6,6 +6,10 @@ import { ResolvedSyncConfig } from '../config/sync-config';
 import { InjectSyncConfig, InjectSyncLocalConnection } from '../bidirectional-sync.decorators';
 import { redactUri } from '../errors/sync.errors';
 
+/** How long an Atlas operation waits for a reachable server before it fails (ms; the driver's default is 30 s). */
+const ATLAS_SERVER_SELECTION_TIMEOUT_MS = 10_000;
+const MS_PER_SECOND = 1000;
+
 /**
  * Handles to both databases: the host's local Mongoose connection and the
  * module's own Atlas client. Creates the module's local indexes at start.
@@ -23,7 +27,7 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
     @InjectSyncLocalConnection() readonly connection: Connection,
   ) {
     this.atlasClient = new MongoClient(config.atlasUri, {
-      serverSelectionTimeoutMS: 10_000,
+      serverSelectionTimeoutMS: ATLAS_SERVER_SELECTION_TIMEOUT_MS,
       retryWrites: true,
       ...config.atlasClientOptions,
     });
@@ -40,7 +44,7 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
     const tombstones = this.local.collection(SYNC_COLLECTIONS.tombstones);
     await tombstones.createIndex(
       { deletedAt: 1 },
-      { expireAfterSeconds: Math.round(this.config.tombstoneRetention / 1000) },
+      { expireAfterSeconds: Math.round(this.config.tombstoneRetention / MS_PER_SECOND) },
     );
     await this.local.collection(SYNC_COLLECTIONS.conflicts).createIndex({ resolvedAt: -1 });
     await this.local
@@ -71,7 +75,7 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
     this.atlasIndexesReady ??= Promise.all([
       tombstones.createIndex(
         { deletedAt: 1 },
-        { expireAfterSeconds: Math.round(this.config.tombstoneRetention / 1000) },
+        { expireAfterSeconds: Math.round(this.config.tombstoneRetention / MS_PER_SECOND) },
       ),
       tombstones.createIndex({ c: 1 }), // a re-baseline reads one collection's tombstones
     ])
