@@ -105,7 +105,7 @@ export function defaultHolderId(): string {
  * Usable in Nest (inject; options under `SYNC_LEASE_OPTIONS`) or standalone:
  * `new LeaseService(LeaseRepository.forDb(db), { leaseTtl: 15000 })`.
  *
- * @publicApi
+ * @internal (not exported from the package root: import its path)
  */
 @Injectable()
 export class LeaseService implements OnApplicationShutdown {

@@ -52,7 +52,7 @@ export interface DirectionalMetrics {
  * Counts what both directions do: processed, failed, time per change, lag
  * percentiles, conflicts, dead letters, reconnects. In memory since start;
  * durable history lives in `_sync_conflicts` and `_sync_dead_letters`.
- * Health is composed by `SyncHealthService`.
+ * Health is composed by `BidirectionalSyncService.checkBidirectionalHealth()`.
  *
  * @publicApi
  */

@@ -153,7 +153,7 @@ const OUTBOX_POLL_MS = 200;
  * The verifier only reads. On a live system, a write in flight can show up as
  * a difference; run it when the devices are quiet, or after `waitForOutbox`.
  *
- * @publicApi
+ * @internal (behind `npm run sync:verify`; not exported from the package root)
  */
 export class SyncVerifier {
   private readonly local: Db;
@@ -455,13 +455,11 @@ export class SyncVerifier {
     if (lo) range.$gte = lo.id;
     if (hi) range.$lt = hi.id;
     const filter = Object.keys(range).length ? { _id: range } : {};
-    const cursor = db
-      .collection(ctx.name)
-      .find(filter, {
-        sort: { _id: 1 },
-        limit: limit + 1,
-        batchSize: Math.min(limit + 1, MAX_SCAN_BATCH),
-      });
+    const cursor = db.collection(ctx.name).find(filter, {
+      sort: { _id: 1 },
+      limit: limit + 1,
+      batchSize: Math.min(limit + 1, MAX_SCAN_BATCH),
+    });
     const entries: ScanEntry[] = [];
     let next: Bound | undefined;
     try {
