@@ -3,6 +3,9 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, MongooseHealthIndicator } from '@nestjs/terminus';
 import { SyncHealthIndicator } from '../lib/health/sync-health.indicator';
 
+/** A database that has not answered a ping within this (ms) counts as down. */
+const PING_TIMEOUT_MS = 2000;
+
 /**
  * The service's own readiness check (`GET /health`, Terminus format): both
  * connections answer a ping and sync is not `unhealthy`. It shows how a host
@@ -22,8 +25,8 @@ export class AppController {
   @ApiOperation({ summary: 'Readiness: local and Atlas ping, sync health (503 when down)' })
   check() {
     return this.health.check([
-      () => this.mongoose.pingCheck('localMongo', { timeout: 2000 }),
-      () => this.sync.pingAtlas('atlasMongo', { timeoutMs: 2000 }),
+      () => this.mongoose.pingCheck('localMongo', { timeout: PING_TIMEOUT_MS }),
+      () => this.sync.pingAtlas('atlasMongo', { timeoutMs: PING_TIMEOUT_MS }),
       () => this.sync.isHealthy('bidirectionalSync'),
     ]);
   }

@@ -4,6 +4,9 @@ import { SyncConfigurationError } from '../lib/errors/sync.errors';
 
 /** Ports of the embedded development servers (also used by `npm run dev:servers`). */
 export const DEFAULT_EMBEDDED_PORTS = { local: 27027, atlas: 27028 };
+/** Defaults of `PORT` and `SHUTDOWN_TIMEOUT_MS` (ms). */
+const DEFAULT_PORT = 5000;
+const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
 const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -103,14 +106,14 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env): Service
     problems.push(`LOCAL_DB_NAME = ${JSON.stringify(localDbName)}: must be a valid database name`);
 
   const config: ServiceConfig = {
-    port: port('PORT', 5000),
+    port: port('PORT', DEFAULT_PORT),
     host: read('HOST') ?? '0.0.0.0',
     localUri,
     atlasUri,
     localDbName,
     logLevel,
     logFormat,
-    shutdownTimeoutMs: positive('SHUTDOWN_TIMEOUT_MS', 10_000),
+    shutdownTimeoutMs: positive('SHUTDOWN_TIMEOUT_MS', DEFAULT_SHUTDOWN_TIMEOUT_MS),
     apiDocs: docs === undefined || /^(true|1|yes|on)$/i.test(docs),
     embedded: {
       localPort: port('EMBEDDED_LOCAL_PORT', DEFAULT_EMBEDDED_PORTS.local, true) || undefined,

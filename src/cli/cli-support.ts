@@ -1,6 +1,7 @@
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import { MongoClient } from 'mongodb';
+import { DEFAULT_EMBEDDED_PORTS } from '../app/service-config';
 import {
   resolveSyncConfig,
   ResolvedSyncConfig,
@@ -62,8 +63,8 @@ export function resolveTargets(env: NodeJS.ProcessEnv, flags: TargetFlags = {}):
   let atlasUri = read(flags.atlas) ?? read(env.ATLAS_MONGODB_URI);
   const embeddedDefaults = !localUri && !atlasUri;
   if (embeddedDefaults) {
-    localUri = `mongodb://127.0.0.1:${read(env.EMBEDDED_LOCAL_PORT) ?? 27027}/?directConnection=true`;
-    atlasUri = `mongodb://127.0.0.1:${read(env.EMBEDDED_ATLAS_PORT) ?? 27028}/?directConnection=true`;
+    localUri = `mongodb://127.0.0.1:${read(env.EMBEDDED_LOCAL_PORT) ?? DEFAULT_EMBEDDED_PORTS.local}/?directConnection=true`;
+    atlasUri = `mongodb://127.0.0.1:${read(env.EMBEDDED_ATLAS_PORT) ?? DEFAULT_EMBEDDED_PORTS.atlas}/?directConnection=true`;
   }
   if (!localUri || !atlasUri) {
     throw new UsageError(
@@ -211,6 +212,9 @@ export function listFlag(raw: string | undefined): string[] | undefined {
     .filter(Boolean);
 }
 
+/** How long a finished command may take to flush its output before it is made to exit (ms). */
+const EXIT_GRACE_MS = 2000;
+
 /**
  * Runs a command: loads `.env`, runs `main`, maps errors to exit codes
  * (usage and connection errors: 2, printed redacted) and exits once
@@ -221,7 +225,7 @@ export function runCommand(usage: string, main: () => Promise<number>): void {
   const finish = (code: number) => {
     process.exitCode = code;
     // Open handles (a server that stopped answering) must not keep the command alive.
-    setTimeout(() => process.exit(code), 2000).unref();
+    setTimeout(() => process.exit(code), EXIT_GRACE_MS).unref();
   };
   main().then(finish, (err: unknown) => {
     if (err instanceof UsageError) {

@@ -10,6 +10,13 @@ import {
   formatFindings,
 } from './cli-support';
 
+/** Pings timed per connection (min, median, max). */
+const PING_ROUNDS = 3;
+/** A server clock further off than this (ms) is worth a warning (versions use Atlas time anyway). */
+const CLOCK_OFFSET_WARN_MS = 5000;
+/** The probe needs only the stream's first (empty) batch: wait briefly (ms). */
+const PROBE_MAX_AWAIT_MS = 100;
+
 /** What `npm run sync:test-connection` found out about one connection. */
 export interface ConnectionCheck {
   label: string;
@@ -66,7 +73,7 @@ export async function checkConnection(
   try {
     const admin = client.db('admin');
     const rounds: number[] = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < PING_ROUNDS; i++) {
       const started = performance.now();
       await admin.command({ ping: 1 });
       rounds.push(performance.now() - started);
@@ -74,8 +81,8 @@ export async function checkConnection(
     rounds.sort((a, b) => a - b);
     check.latencyMs = {
       min: round(rounds[0]),
-      median: round(rounds[1]),
-      max: round(rounds[2]),
+      median: round(rounds[Math.floor(PING_ROUNDS / 2)]),
+      max: round(rounds[PING_ROUNDS - 1]),
     };
     check.findings.push({
       level: 'ok',
@@ -139,7 +146,7 @@ export async function checkConnection(
     });
     if (check.clockOffsetMs !== undefined) {
       check.findings.push({
-        level: Math.abs(check.clockOffsetMs) > 5000 ? 'warn' : 'info',
+        level: Math.abs(check.clockOffsetMs) > CLOCK_OFFSET_WARN_MS ? 'warn' : 'info',
         message: `server clock ${check.clockOffsetMs >= 0 ? '+' : '-'}${formatDuration(Math.abs(check.clockOffsetMs))} from this machine's`,
       });
     }
@@ -157,7 +164,7 @@ async function probeChangeStream(
   client: MongoClient,
   dbName: string,
 ): Promise<{ ok: boolean; error?: string; code?: number }> {
-  const stream = client.db(dbName).watch([], { maxAwaitTimeMS: 100 });
+  const stream = client.db(dbName).watch([], { maxAwaitTimeMS: PROBE_MAX_AWAIT_MS });
   try {
     await stream.tryNext();
     return { ok: true };

@@ -1,5 +1,6 @@
 import type { Db, Document, ResumeToken } from 'mongodb';
 import { SYNC_COLLECTIONS } from '../lib/bidirectional-sync.constants';
+import { MONGO_ERROR_CODES } from '../lib/common/mongo-error-codes';
 import {
   errorCode,
   errorMessage,
@@ -41,7 +42,9 @@ export interface ResumeTokenReport {
   findings: Finding[];
 }
 
-const HISTORY_LOST = 286;
+const HISTORY_LOST = MONGO_ERROR_CODES.ChangeStreamHistoryLost;
+/** The probe needs only the stream's first batch (or its error): wait briefly (ms). */
+const PROBE_MAX_AWAIT_MS = 100;
 
 /**
  * Lists the stored change stream positions (`resume:<instanceId>:atlas` and
@@ -110,7 +113,7 @@ export async function checkResumeTokens(options: {
       t.state === 'ok'
         ? `${where} can be resumed${age}`
         : t.state === 'history-lost'
-          ? `${where}: HISTORY LOST (286)${age}; the oplog no longer reaches back to it. The engine re-baselines on its next start (nothing to do)`
+          ? `${where}: HISTORY LOST (${HISTORY_LOST})${age}; the oplog no longer reaches back to it. The engine re-baselines on its next start (nothing to do)`
           : t.state === 'invalid'
             ? `${where}: INVALID (${t.detail})${age}; the engine re-baselines on its next start`
             : t.state === 'missing'
@@ -131,7 +134,7 @@ async function probeToken(
   db: Db,
   token: ResumeToken,
 ): Promise<Pick<ResumeTokenStatus, 'state' | 'code' | 'detail'>> {
-  const stream = db.watch([], { startAfter: token, maxAwaitTimeMS: 100 });
+  const stream = db.watch([], { startAfter: token, maxAwaitTimeMS: PROBE_MAX_AWAIT_MS });
   try {
     await stream.tryNext();
     return { state: 'ok' };

@@ -48,6 +48,18 @@ export interface EmbeddedMongoServerOptions {
 const TEMP_ROOT = join(tmpdir(), 'nest-bidi-sync-servers');
 const PROJECT_ROOT = resolve(__dirname, '..', '..');
 
+/** Default of `startTimeoutMs`: a cold Python start on a busy machine takes seconds. */
+const DEFAULT_START_TIMEOUT_MS = 30_000;
+/** Each readiness probe gives up after this (ms), then waits `READY_POLL_MS` before the next. */
+const READY_PROBE_TIMEOUT_MS = 500;
+const READY_POLL_MS = 100;
+/** A free port found can be taken by someone else before the server binds it: try this many. */
+const LAUNCH_ATTEMPTS = 3;
+/** A server that has not exited this long (ms) after SIGTERM is killed. */
+const KILL_GRACE_MS = 5000;
+/** How much of the server's stderr an error quotes (characters). */
+const STDERR_QUOTE_CHARS = 1500;
+
 /**
  * The child dies with its parent (PR_SET_PDEATHSIG) so a killed test runner or
  * service never leaves a server behind; the check on the parent pid closes the
@@ -214,7 +226,7 @@ export class EmbeddedMongoServer {
   }
 
   private async launch(fixedPort?: number): Promise<void> {
-    const attempts = fixedPort ? 1 : 3;
+    const attempts = fixedPort ? 1 : LAUNCH_ATTEMPTS;
     let lastError: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const port = fixedPort ?? (await findFreePort());
@@ -282,28 +294,29 @@ export class EmbeddedMongoServer {
   }
 
   private async waitUntilReady(port: number, child: ChildProcess): Promise<void> {
-    const deadline = Date.now() + (this.options.startTimeoutMs ?? 30_000);
+    const startTimeoutMs = this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+    const deadline = Date.now() + startTimeoutMs;
     while (Date.now() < deadline) {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(
-          `SecantusDB exited during start (code ${child.exitCode}, signal ${child.signalCode}): ${this.stderrTail.trim().slice(-1500)}`,
+          `SecantusDB exited during start (code ${child.exitCode}, signal ${child.signalCode}): ${this.stderrTail.trim().slice(-STDERR_QUOTE_CHARS)}`,
         );
       }
       const client = new MongoClient(`mongodb://127.0.0.1:${port}/?directConnection=true`, {
-        serverSelectionTimeoutMS: 500,
-        connectTimeoutMS: 500,
+        serverSelectionTimeoutMS: READY_PROBE_TIMEOUT_MS,
+        connectTimeoutMS: READY_PROBE_TIMEOUT_MS,
       });
       try {
         await client.db('admin').command({ hello: 1 });
         return;
       } catch {
-        await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, READY_POLL_MS));
       } finally {
         await client.close().catch(() => undefined);
       }
     }
     throw new Error(
-      `SecantusDB did not answer on port ${port} within ${this.options.startTimeoutMs ?? 30_000} ms: ${this.stderrTail.trim().slice(-1500)}`,
+      `SecantusDB did not answer on port ${port} within ${startTimeoutMs} ms: ${this.stderrTail.trim().slice(-STDERR_QUOTE_CHARS)}`,
     );
   }
 
@@ -311,7 +324,7 @@ export class EmbeddedMongoServer {
     const child = this.child;
     if (!child || !this.running) return;
     child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
     await this.exited;
     clearTimeout(timer);
   }

@@ -23,14 +23,11 @@ export const SYNC_STAMP_FIELD = '_sync';
 /** The origin of versions the engine derives for writes made on Atlas without the module. */
 export const ATLAS_ORIGIN = 'atlas';
 
-/** Injection token of the custom conflict resolver (see `SyncConflictResolver`). */
+/** Injection token of the custom conflict resolver (see `SyncConflictResolver`, `@InjectSyncConflictResolver()`). */
 export const SYNC_CONFLICT_RESOLVER = Symbol('SYNC_CONFLICT_RESOLVER');
 
-/** Injection token of the resolved, validated configuration (`ResolvedSyncConfig`). */
+/** Injection token of the resolved, validated configuration (`ResolvedSyncConfig`, `@InjectSyncConfig()`). */
 export const SYNC_CONFIG = Symbol('SYNC_CONFIG');
-
-/** Injection token of the local `Db` (driver handle of the host's local connection). */
-export const SYNC_LOCAL_DB = Symbol('SYNC_LOCAL_DB');
 
 /** Injection token of the local Mongoose `Connection` the module applies changes through. */
 export const SYNC_LOCAL_CONNECTION = Symbol('SYNC_LOCAL_CONNECTION');

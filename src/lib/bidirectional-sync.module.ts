@@ -1,4 +1,4 @@
-import { Module, Provider } from '@nestjs/common';
+import { DynamicModule, Module, Provider } from '@nestjs/common';
 import { getConnectionToken } from '@nestjs/mongoose';
 import { BidirectionalSyncService } from './bidirectional-sync.service';
 import {
@@ -38,6 +38,7 @@ import { DeadLetterService } from './processor/dead-letter.service';
 import { LocalApplierService } from './processor/local-applier.service';
 import { LocalResolutionWriter } from './processor/local-resolution-writer.service';
 import { ResumeTokenRepository } from './resume-token/resume-token.repository';
+import { SyncEngine } from './sync-engine';
 
 const SERVICES = [
   SyncStoresService,
@@ -64,6 +65,9 @@ const SERVICES = [
   BidirectionalSyncService,
 ];
 
+/** At least this many renewals fit in one lease TTL, so one late renewal never loses the lease. */
+const LEASE_RENEWALS_PER_TTL = 3;
+
 /** Services other modules may inject. */
 const EXPORTED = [
   SYNC_CONFIG,
@@ -82,6 +86,14 @@ const EXPORTED = [
   LeaseService,
 ];
 
+/** Holds the engine's providers; built by `BidirectionalSyncModule.forRoot()`. @internal */
+@Module({})
+export class BidirectionalSyncCoreModule {}
+
+/** Provides `SyncEngine`, and only it, application-wide. @internal */
+@Module({})
+export class SyncEngineModule {}
+
 /**
  * Keeps the host's local MongoDB and a shared Atlas cluster in sync in both
  * directions. The host owns its Mongoose connection (`MongooseModule.forRoot`)
@@ -91,21 +103,26 @@ const EXPORTED = [
  */
 @Module({})
 export class BidirectionalSyncModule extends ConfigurableBidirectionalSyncModule {
-  static forRoot(options: typeof SYNC_OPTIONS_TYPE) {
-    return BidirectionalSyncModule.withProviders(super.forRoot(options), options);
+  static forRoot(options: typeof SYNC_OPTIONS_TYPE): DynamicModule {
+    return BidirectionalSyncModule.assemble(super.forRoot(options), options);
   }
 
-  static forRootAsync(options: typeof SYNC_ASYNC_OPTIONS_TYPE) {
-    return BidirectionalSyncModule.withProviders(super.forRootAsync(options), options);
+  static forRootAsync(options: typeof SYNC_ASYNC_OPTIONS_TYPE): DynamicModule {
+    return BidirectionalSyncModule.assemble(super.forRootAsync(options), options);
   }
 
-  private static withProviders<T extends { providers?: Provider[]; exports?: any[] }>(
-    definition: T,
+  /**
+   * The engine lives in a core module (with the options provider, the async
+   * imports and `isGlobal`); `SyncEngineModule` imports that same core and
+   * makes `SyncEngine` visible to `SyncHealthModule` and `SyncApiModule`.
+   */
+  private static assemble(
+    definition: DynamicModule,
     extras: {
       localConnectionName?: string;
       conflictResolver?: (typeof SYNC_OPTIONS_TYPE)['conflictResolver'];
     },
-  ): T {
+  ): DynamicModule {
     const providers: Provider[] = [
       {
         provide: SYNC_CONFIG,
@@ -122,7 +139,10 @@ export class BidirectionalSyncModule extends ConfigurableBidirectionalSyncModule
         provide: SYNC_LEASE_OPTIONS,
         useFactory: (config: ResolvedSyncConfig): LeaseOptions => ({
           leaseTtl: config.leaseTtl,
-          renewInterval: Math.min(config.leaseRenewInterval, Math.floor(config.leaseTtl / 3)),
+          renewInterval: Math.min(
+            config.leaseRenewInterval,
+            Math.floor(config.leaseTtl / LEASE_RENEWALS_PER_TTL),
+          ),
         }),
         inject: [SYNC_CONFIG],
       },
@@ -133,11 +153,20 @@ export class BidirectionalSyncModule extends ConfigurableBidirectionalSyncModule
         : []),
       ...SERVICES,
     ];
-    return {
+    const core: DynamicModule = {
       ...definition,
+      module: BidirectionalSyncCoreModule,
       providers: [...(definition.providers ?? []), ...providers],
       exports: [...(definition.exports ?? []), ...EXPORTED],
     };
+    const engine: DynamicModule = {
+      module: SyncEngineModule,
+      global: true,
+      imports: [core],
+      providers: [SyncEngine],
+      exports: [SyncEngine],
+    };
+    return { module: BidirectionalSyncModule, imports: [core, engine], exports: [core] };
   }
 }
 

@@ -1,17 +1,16 @@
 import {
   BeforeApplicationShutdown,
-  Inject,
   Injectable,
   Logger,
   OnApplicationBootstrap,
 } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
-import { SYNC_CONFIG } from './bidirectional-sync.constants';
 import { CaptureModeService } from './capture/capture-mode.service';
 import { DirtyMarkerCaptureService } from './capture/dirty-marker-capture.service';
 import { LocalChangeCaptureService } from './capture/local-change-capture.service';
 import type { LocalCapture } from './capture/local-capture.interface';
 import { ResolvedSyncConfig } from './config/sync-config';
+import type { HealthThresholds } from './health/sync-health.options';
 import type { LocalCaptureMode } from './config/sync-options.interface';
 import { SyncEvents, SyncStateChangedEvent } from './events/sync-events';
 import { RebaselineProgress, RebaselineService } from './initial-sync/rebaseline.service';
@@ -22,6 +21,7 @@ import { OriginTrackerService } from './origin/origin-tracker.service';
 import { OutboxDrainerService } from './outbox/outbox-drainer.service';
 import { OutboxRepository } from './outbox/outbox.repository';
 import { LeaseService } from './lease/lease.service';
+import { InjectSyncConfig } from './bidirectional-sync.decorators';
 
 /** How long start() waits for the local capture to catch up before returning anyway (ms). */
 const START_WAIT_FOR_CAPTURE_MS = 5000;
@@ -64,12 +64,7 @@ export interface BidirectionalHealth {
   reasons: string[];
 }
 
-/** Alert thresholds of the specification (configurable). */
-export interface HealthThresholds {
-  maxLagMs: number;
-  maxDisconnectedMs: number;
-  maxConflictsPerHour: number;
-}
+export type { HealthThresholds } from './health/sync-health.options';
 
 /**
  * Starts and stops both directions, owns the on/off switch of Atlas → Local
@@ -89,14 +84,9 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
   private captureCaughtUp: Promise<void> = Promise.resolve();
   private listenerWaitsForCapture = false;
   private readonly unsubscribe: (() => void)[] = [];
-  thresholds: HealthThresholds = {
-    maxLagMs: 30_000,
-    maxDisconnectedMs: 5 * 60_000,
-    maxConflictsPerHour: 10,
-  };
 
   constructor(
-    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     private readonly origin: OriginTrackerService,
     private readonly metadata: SyncMetadataRepository,
     private readonly streamCapture: LocalChangeCaptureService,
@@ -110,6 +100,11 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     private readonly markerCapture: DirtyMarkerCaptureService,
     private readonly captureMode: CaptureModeService,
   ) {}
+
+  /** The health check's alert thresholds (option `healthThresholds`; read-only). */
+  get thresholds(): Readonly<HealthThresholds> {
+    return this.config.healthThresholds;
+  }
 
   /** The change stream, or the plugin's dirty markers on a standalone server (chosen at start). */
   private get capture(): LocalCapture {

@@ -1,8 +1,9 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
-import { syncApiOptionsFromEnv } from '../../src/lib/api/sync-api.config';
+import type { SyncApiModuleOptions } from '../../src/lib/api/sync-api-options.interface';
+import { resolveSyncApiConfig, syncApiOptionsFromEnv } from '../../src/lib/api/sync-api.config';
 import { SyncApiModule } from '../../src/lib/api/sync-api.module';
 import { MongoHarness, TestMongoServer, uniqueDbName } from '../support/mongo-harness';
-import { ApiTestApp, ApiTestAppOptions, CapturingLogger } from './api-test-app';
+import { ApiTestApp, ApiTestAppOptions, CapturingLogger, waitForValue } from './api-test-app';
 
 const API_KEY = 'security-key-0123456789abcdef';
 const BASE = '/api/sync/bidirectional';
@@ -25,6 +26,7 @@ describe('sync API security: protected reads, no key configured, host guard, rat
   const startApp = async (
     api: ApiTestAppOptions['api'],
     apiModule?: ApiTestAppOptions['apiModule'],
+    sync?: ApiTestAppOptions['sync'],
   ): Promise<ApiTestApp> => {
     const app = await ApiTestApp.start({
       localUri: local.uri,
@@ -33,6 +35,7 @@ describe('sync API security: protected reads, no key configured, host guard, rat
       atlasDbName: uniqueDbName('sec_atlas'),
       api,
       apiModule,
+      sync,
       logger,
     });
     apps.push(app);
@@ -181,6 +184,39 @@ describe('sync API security: protected reads, no key configured, host guard, rat
     });
   });
 
+  describe('with health thresholds given to the engine (healthThresholds)', () => {
+    let app: ApiTestApp;
+    beforeAll(async () => {
+      app = await startApp({ apiKey: API_KEY }, undefined, {
+        healthThresholds: { maxLagMs: 1, maxConflictsPerHour: 50 },
+      });
+    });
+
+    it('reports them, judges health by them, and no module can change them', async () => {
+      await app.db.collection('menuitems').insertOne({ name: 'Slow', price: 1 });
+      // Any real push takes more than 1 ms: the lag threshold makes health degraded.
+      const body = await waitForValue(
+        async () => {
+          const res = await app.http.get(`${BASE}/health`).expect(200);
+          const lagged = (res.body.reasons as string[]).some((r) =>
+            /lag \d+ ms exceeds 1 ms/.test(r),
+          );
+          return res.body.health === 'degraded' && lagged ? res.body : undefined;
+        },
+        { message: 'degraded by the 1 ms lag threshold' },
+      );
+      expect(body.thresholds).toEqual({
+        maxLagMs: 1,
+        maxDisconnectedMs: 300_000,
+        maxConflictsPerHour: 50,
+      });
+      expect(() => {
+        (app.sync.thresholds as { maxLagMs: number }).maxLagMs = 60_000;
+      }).toThrow(TypeError);
+      expect(app.sync.thresholds.maxLagMs).toBe(1);
+    });
+  });
+
   describe('syncApiOptionsFromEnv', () => {
     it('reads the variables and leaves unset ones to the defaults', () => {
       expect(syncApiOptionsFromEnv({})).toEqual({});
@@ -190,14 +226,20 @@ describe('sync API security: protected reads, no key configured, host guard, rat
           SYNC_API_PROTECT_READS: 'true',
           SYNC_API_RATE_LIMIT: '20',
           SYNC_API_RATE_TTL: '1000',
+          // The engine's (syncOptionsFromEnv), not the API's.
           SYNC_HEALTH_MAX_LAG_MS: '5000',
         }),
       ).toEqual({
         apiKey: 'k3y',
         protectReads: true,
         throttle: { limit: 20, ttl: 1000 },
-        thresholds: { maxLagMs: 5000 },
       });
+    });
+
+    it('refuses health thresholds, which moved to the engine', () => {
+      expect(() =>
+        resolveSyncApiConfig({ thresholds: { maxLagMs: 5000 } } as SyncApiModuleOptions),
+      ).toThrow(/thresholds: moved to BidirectionalSyncModule.forRoot\(\{ healthThresholds \}\)/);
     });
 
     it('names every malformed variable', () => {

@@ -34,7 +34,7 @@ describe('OutboxRepository (on a real server)', () => {
 
   beforeEach(async () => {
     db = client.db(uniqueDbName('outbox'));
-    // The indexes the module creates (SyncStoresService.ensureLocalIndexes).
+    // The indexes the module creates (SyncStoresService.onModuleInit).
     await db.collection(SYNC_COLLECTIONS.outbox).createIndex({ retryAt: 1, seq: 1 });
     await db.collection(SYNC_COLLECTIONS.outbox).createIndex({ seq: 1 });
     outbox = new OutboxRepository({ local: db } as unknown as SyncStoresService);

@@ -1,5 +1,6 @@
 import { ObjectId } from 'mongodb';
 import type { Model } from 'mongoose';
+import { MonitorService } from '../../src/lib/monitor/monitor.service';
 import { SyncCluster } from '../support/sync-cluster';
 import { MenuItem } from '../support/sync-device';
 
@@ -70,7 +71,7 @@ describe('local write capture', () => {
     await gone(ids.slice(0, 3), 'deletes everywhere');
     const fresh = new ObjectId();
     await Items.bulkWrite([
-      { insertOne: { document: { _id: fresh, name: 'Bulk', price: 7 } as any } },
+      { insertOne: { document: { _id: fresh, name: 'Bulk', price: 7 } } },
       { updateOne: { filter: { _id: ids[3] }, update: { $set: { price: 8 } } } },
     ]);
     await hasPrice(fresh, 7, 'bulk insert everywhere');
@@ -131,6 +132,14 @@ describe('local write capture', () => {
       expect(letter).toMatchObject({ collection: 'menuitems', errorName: 'ValidationError' });
       expect(letter?.error).toMatch(/name/);
     }
-    expect(cluster.devices[1].sync.checkBidirectionalHealth).toBeDefined();
+    // Counted, and the listener is still streaming: the rejection did not stop sync.
+    for (const device of cluster.devices) {
+      expect(
+        device.get(MonitorService).getDirectionalMetrics().deadLettered,
+      ).toBeGreaterThanOrEqual(1);
+      const health = await device.sync.checkBidirectionalHealth();
+      expect(health.atlasListener).toMatchObject({ running: true, connected: true });
+      expect(health.health).not.toBe('unhealthy');
+    }
   });
 });

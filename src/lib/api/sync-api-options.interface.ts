@@ -1,5 +1,4 @@
 import type { CanActivate, Type } from '@nestjs/common';
-import type { HealthThresholds } from '../bidirectional-sync.service';
 
 /**
  * Options of `SyncApiModule.forRoot()`; `syncApiOptionsFromEnv()` reads them
@@ -21,8 +20,6 @@ export interface SyncApiModuleOptions {
    * ms, then 429. Env `SYNC_API_RATE_LIMIT` (default 100) and `SYNC_API_RATE_TTL` (default 60000).
    */
   throttle?: { ttl?: number; limit?: number };
-  /** Alert thresholds of the health check (env `SYNC_HEALTH_MAX_*`, see `.env.example`). */
-  thresholds?: Partial<HealthThresholds>;
 }
 
 /** Extras of `SyncApiModule.forRoot()` / `forRootAsync()`. */

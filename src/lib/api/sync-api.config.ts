@@ -1,7 +1,5 @@
 import { Logger } from '@nestjs/common';
-import type { HealthThresholds } from '../bidirectional-sync.service';
 import { SyncConfigurationError } from '../errors/sync.errors';
-import { checkThresholds, syncHealthThresholdsFromEnv } from '../health/sync-health.options';
 import type { SyncApiModuleOptions } from './sync-api-options.interface';
 
 /** Each option's environment variable. */
@@ -17,7 +15,6 @@ export interface ResolvedSyncApiConfig {
   apiKey?: string;
   protectReads: boolean;
   throttle: { ttl: number; limit: number };
-  thresholds: Partial<HealthThresholds>;
 }
 
 export const DEFAULT_SYNC_API_THROTTLE = { ttl: 60_000, limit: 100 };
@@ -26,8 +23,9 @@ export const DEFAULT_SYNC_API_THROTTLE = { ttl: 60_000, limit: 100 };
 const RECOMMENDED_KEY_LENGTH = 16;
 
 /**
- * Reads `SYNC_API_KEY`, `SYNC_API_PROTECT_READS`, `SYNC_API_RATE_LIMIT`,
- * `SYNC_API_RATE_TTL` and the `SYNC_HEALTH_MAX_*` thresholds. Unset or empty
+ * Reads `SYNC_API_KEY`, `SYNC_API_PROTECT_READS`, `SYNC_API_RATE_LIMIT` and
+ * `SYNC_API_RATE_TTL` (the `SYNC_HEALTH_MAX_*` thresholds are the engine's:
+ * `syncOptionsFromEnv()`). Unset or empty
  * variables are left out so defaults apply; malformed values throw
  * `SyncConfigurationError` naming the variable.
  *
@@ -61,12 +59,6 @@ export function syncApiOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Syn
   const limit = integer(SYNC_API_ENV_VARIABLES.throttleLimit);
   const ttl = integer(SYNC_API_ENV_VARIABLES.throttleTtl);
   if (limit !== undefined || ttl !== undefined) options.throttle = { limit, ttl };
-  try {
-    const thresholds = syncHealthThresholdsFromEnv(env);
-    if (Object.keys(thresholds).length) options.thresholds = thresholds;
-  } catch (err) {
-    problems.push(...((err as SyncConfigurationError).problems ?? [String(err)]));
-  }
   if (problems.length) throw new SyncConfigurationError(problems);
   return options;
 }
@@ -87,11 +79,11 @@ export function resolveSyncApiConfig(options: SyncApiModuleOptions = {}): Resolv
     problems.push(
       `throttle.limit (SYNC_API_RATE_LIMIT) = ${throttle.limit}: must be a positive integer`,
     );
-  try {
-    checkThresholds(options.thresholds);
-  } catch (err) {
-    problems.push(...((err as SyncConfigurationError).problems ?? [String(err)]));
-  }
+  // Moved to the engine, which computes health; refused so such a setting is not silently lost.
+  if ((options as { thresholds?: unknown }).thresholds !== undefined)
+    problems.push(
+      'thresholds: moved to BidirectionalSyncModule.forRoot({ healthThresholds }) (env SYNC_HEALTH_MAX_*, read by syncOptionsFromEnv())',
+    );
   if (problems.length) throw new SyncConfigurationError(problems);
   if (apiKey && apiKey.length < RECOMMENDED_KEY_LENGTH)
     new Logger('SyncApi').warn(
@@ -101,6 +93,5 @@ export function resolveSyncApiConfig(options: SyncApiModuleOptions = {}): Resolv
     apiKey: apiKey || undefined,
     protectReads: options.protectReads ?? false,
     throttle,
-    thresholds: { ...options.thresholds },
   };
 }

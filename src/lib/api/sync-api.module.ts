@@ -6,8 +6,7 @@ import {
   ThrottlerModuleOptions,
   ThrottlerStorageService,
 } from '@nestjs/throttler';
-import { SyncEngineLocator } from '../health/sync-engine.locator';
-import { applyThresholds, SyncHealthModule } from '../health/sync-health.module';
+import { SyncHealthModule } from '../health/sync-health.module';
 import { SyncPrometheusService } from '../metrics/sync-prometheus.service';
 import { SyncApiKeyGuard } from './guards/sync-api-key.guard';
 import type { SyncApiModuleOptions } from './sync-api-options.interface';
@@ -70,7 +69,6 @@ export class SyncApiModule extends ConfigurableSyncApiModule implements OnModule
 
   constructor(
     @Inject(SYNC_API_CONFIG) private readonly config: ResolvedSyncApiConfig,
-    private readonly engine: SyncEngineLocator,
     @Optional() @Inject(SYNC_API_GUARD) private readonly hostGuard?: CanActivate | null,
   ) {
     super();
@@ -86,7 +84,6 @@ export class SyncApiModule extends ConfigurableSyncApiModule implements OnModule
   }
 
   onModuleInit(): void {
-    applyThresholds(this.engine, this.config.thresholds);
     const prefix = `/${SYNC_API_PREFIX}`;
     if (this.hostGuard) {
       this.logger.log(`Sync API at ${prefix}: access decided by the host's guard`);

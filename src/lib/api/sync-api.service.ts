@@ -2,7 +2,7 @@ import { Injectable, Logger, ServiceUnavailableException } from '@nestjs/common'
 import { BSON, ObjectId } from 'mongodb';
 import type { ConflictRecord } from '../conflict/conflict.repository';
 import { redactMessage } from '../errors/sync.errors';
-import { SyncEngineLocator } from '../health/sync-engine.locator';
+import { SyncEngine } from '../sync-engine';
 import { SyncHealthIndicator, SyncHealthReport } from '../health/sync-health.indicator';
 import type { DirectionMetrics } from '../monitor/monitor.service';
 import type { ConflictsQueryDto } from './dto/conflicts-query.dto';
@@ -20,7 +20,7 @@ export class SyncApiService {
   private readonly logger = new Logger('SyncApi');
 
   constructor(
-    private readonly engine: SyncEngineLocator,
+    private readonly engine: SyncEngine,
     private readonly indicator: SyncHealthIndicator,
   ) {}
 

@@ -56,7 +56,7 @@ interface HttpResponse {
  * Rate limited, validated (unknown fields are rejected) and guarded by
  * `SyncApiKeyGuard`.
  *
- * @publicApi
+ * @internal (served by `SyncApiModule`; not exported)
  */
 @ApiTags('bidirectional-sync')
 @ApiSecurity(SYNC_API_SECURITY_SCHEME)

@@ -1,5 +1,5 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
-import { SYNC_CONFIG } from '../bidirectional-sync.constants';
+import { InjectSyncConfig } from '../bidirectional-sync.decorators';
+import { Injectable, Logger } from '@nestjs/common';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import type { LocalCaptureMode } from '../config/sync-options.interface';
 import { SyncStoresService } from '../metadata/sync-stores.service';
@@ -23,7 +23,7 @@ export class CaptureModeService {
   private current?: LocalCaptureMode;
 
   constructor(
-    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     private readonly stores: SyncStoresService,
     private readonly streamCapture: LocalChangeCaptureService,
     private readonly markerCapture: DirtyMarkerCaptureService,

@@ -1,6 +1,7 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { InjectSyncConfig } from '../bidirectional-sync.decorators';
+import { Injectable, Logger } from '@nestjs/common';
 import type { Document } from 'mongodb';
-import { SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import { SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { backoffDelay } from '../common/change-stream-tailer';
 import { groupBy } from '../common/group-by';
 import { idKey } from '../common/sync-stamp';
@@ -66,7 +67,7 @@ export class DirtyMarkerCaptureService implements LocalCapture {
   };
 
   constructor(
-    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     private readonly stores: SyncStoresService,
     private readonly capture: LocalChangeCaptureService,
   ) {}

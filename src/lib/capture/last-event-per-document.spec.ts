@@ -14,7 +14,7 @@ describe('lastEventPerDocument', () => {
       ev('c', 2, 'insert'),
       upd(1, { a: 1 }),
     ]);
-    expect(out.map((e) => (e as any).documentKey._id)).toEqual([2, 1]);
+    expect(out.map((e) => e.documentKey._id)).toEqual([2, 1]);
   });
 
   it('tells documents of different collections and id types apart', () => {
@@ -31,7 +31,8 @@ describe('lastEventPerDocument', () => {
       upd(1, { a: 1, 'b.x': 2 }, ['z']),
       upd(1, { c: 3 }, ['y']),
     ]);
-    const d = (only as any).updateDescription;
+    const d = (only as { updateDescription: { updatedFields: object; removedFields: string[] } })
+      .updateDescription;
     expect(Object.keys(d.updatedFields).sort()).toEqual(['a', 'b.x', 'c']);
     expect(d.removedFields.sort()).toEqual(['y', 'z']);
   });

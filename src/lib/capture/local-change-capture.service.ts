@@ -1,7 +1,8 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { InjectSyncConfig } from '../bidirectional-sync.decorators';
+import { Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { AnyBulkWriteOperation, ChangeStreamDocument, Document } from 'mongodb';
-import { SYNC_COLLECTIONS, SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import { SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import {
   collectionOperationWarning,
   COLLECTION_OPERATIONS,
@@ -89,7 +90,7 @@ export class LocalChangeCaptureService implements LocalCapture {
   private tailer?: ChangeStreamTailer;
 
   constructor(
-    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     private readonly stores: SyncStoresService,
     private readonly origin: OriginTrackerService,
     private readonly drainer: OutboxDrainerService,

@@ -56,7 +56,7 @@ const MARK_CHUNK = 1000;
 /** Overlapping bulkWrites of one model remembered until their post hooks ran. */
 const MAX_BULK_IN_FLIGHT = 64;
 
-type AnyModel = Model<any>;
+type AnyModel = Model<Document>;
 type AnyDocument = HydratedDocument<unknown>;
 type AnyQuery = Query<unknown, unknown> & { op?: string };
 
@@ -532,7 +532,7 @@ function objectIds(model: AnyModel): boolean {
   return model.schema.path('_id')?.instance === 'ObjectId';
 }
 
-function isObject(v: unknown): v is Record<string, any> {
+function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null;
 }
 

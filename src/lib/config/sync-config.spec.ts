@@ -59,4 +59,47 @@ describe('sync configuration', () => {
       expect(message).not.toContain('secret');
     }
   });
+
+  it('fills the health thresholds from the defaults, reads SYNC_HEALTH_* and keeps them read-only', () => {
+    const defaults = resolveSyncConfig({ atlasUri: 'mongodb://atlas.example/db' });
+    expect(defaults.healthThresholds).toEqual({
+      maxLagMs: 30_000,
+      maxDisconnectedMs: 300_000,
+      maxConflictsPerHour: 10,
+    });
+    const config = resolveSyncConfig(
+      syncOptionsFromEnv(
+        { SYNC_HEALTH_MAX_LAG_MS: '5000', SYNC_HEALTH_MAX_CONFLICTS_PER_HOUR: ' 3 ' },
+        { atlasUri: 'mongodb://atlas.example/db' },
+      ),
+    );
+    expect(config.healthThresholds).toEqual({
+      maxLagMs: 5000,
+      maxDisconnectedMs: 300_000,
+      maxConflictsPerHour: 3,
+    });
+    expect(Object.isFrozen(config.healthThresholds)).toBe(true);
+    expect(() => {
+      (config.healthThresholds as { maxLagMs: number }).maxLagMs = 1;
+    }).toThrow(TypeError);
+  });
+
+  it('names the variable of a bad health threshold', () => {
+    expect(() =>
+      resolveSyncConfig(
+        syncOptionsFromEnv(
+          { SYNC_HEALTH_MAX_DISCONNECTED_MS: 'soon' },
+          { atlasUri: 'mongodb://atlas.example/db' },
+        ),
+      ),
+    ).toThrow(/healthThresholds\.maxDisconnectedMs \(SYNC_HEALTH_MAX_DISCONNECTED_MS\) = "soon"/);
+    expect(() =>
+      resolveSyncConfig({
+        atlasUri: 'mongodb://atlas.example/db',
+        healthThresholds: { maxLagMs: -1 },
+      }),
+    ).toThrow(
+      /healthThresholds\.maxLagMs \(SYNC_HEALTH_MAX_LAG_MS\) = -1: must be a positive number/,
+    );
+  });
 });

@@ -12,7 +12,15 @@ import {
   MinLength,
   validateSync,
 } from 'class-validator';
+import { SYNC_COLLECTION_PREFIX } from '../bidirectional-sync.constants';
 import { SyncConfigurationError } from '../errors/sync.errors';
+import {
+  DEFAULT_HEALTH_THRESHOLDS,
+  HealthThresholds,
+  healthThresholdProblems,
+  resolveHealthThresholds,
+  SYNC_HEALTH_ENV_VARIABLES,
+} from '../health/sync-health.options';
 import type {
   BidirectionalSyncModuleOptions,
   ConflictResolutionStrategy,
@@ -45,6 +53,7 @@ export const SYNC_ENV_VARIABLES: Record<keyof BidirectionalSyncModuleOptions, st
     leaseTtl: 'SYNC_LEASE_TTL',
     leaseRenewInterval: 'SYNC_LEASE_RENEW_INTERVAL',
     localCapture: 'SYNC_LOCAL_CAPTURE',
+    healthThresholds: undefined, // one variable per threshold: SYNC_HEALTH_ENV_VARIABLES
     autoStart: undefined,
   };
 
@@ -141,6 +150,9 @@ export class ResolvedSyncConfig {
   @IsIn(['auto', 'change-stream', 'mongoose-plugin'])
   localCapture: 'auto' | LocalCaptureMode = 'auto';
 
+  /** Validated by `resolveSyncConfig()` (no decorators: a nested, partial object); frozen. */
+  healthThresholds: Readonly<HealthThresholds> = DEFAULT_HEALTH_THRESHOLDS;
+
   @IsBoolean()
   autoStart = true;
 
@@ -151,7 +163,7 @@ export class ResolvedSyncConfig {
 
   /** True when `name` is synced Local → Atlas. */
   pushesCollection(name: string): boolean {
-    if (name.startsWith('_sync_') || name.startsWith('system.')) return false;
+    if (name.startsWith(SYNC_COLLECTION_PREFIX) || name.startsWith('system.')) return false;
     return !this.collections || this.collections.includes(name);
   }
 }
@@ -172,7 +184,9 @@ export function resolveSyncConfig(options: BidirectionalSyncModuleOptions): Reso
     const value = key === 'atlasUri' ? '<redacted>' : JSON.stringify(error.value);
     problems.push(`${label} = ${value}: ${Object.values(error.constraints ?? {}).join('; ')}`);
   }
+  problems.push(...healthThresholdProblems(options.healthThresholds));
   if (problems.length) throw new SyncConfigurationError(problems);
+  config.healthThresholds = resolveHealthThresholds(options.healthThresholds);
   return config;
 }
 
@@ -206,8 +220,8 @@ const ENV_PARSERS: Partial<Record<keyof BidirectionalSyncModuleOptions, (raw: st
   };
 
 /**
- * Reads module options from environment variables (the specification's names).
- * Unset or empty variables are left out so defaults apply; values are checked
+ * Reads module options from environment variables (the specification's names,
+ * and `SYNC_HEALTH_MAX_*` for `healthThresholds`). Unset or empty variables are left out so defaults apply; values are checked
  * by `resolveSyncConfig()` when the module starts.
  *
  * @publicApi
@@ -223,5 +237,11 @@ export function syncOptionsFromEnv(
     const parse = ENV_PARSERS[key as keyof BidirectionalSyncModuleOptions];
     options[key] = parse ? parse(raw) : raw.trim();
   }
+  const thresholds: Record<string, unknown> = {};
+  for (const [key, variable] of Object.entries(SYNC_HEALTH_ENV_VARIABLES)) {
+    const raw = env[variable];
+    if (raw !== undefined && raw.trim() !== '') thresholds[key] = parseInteger(raw);
+  }
+  if (Object.keys(thresholds).length) options.healthThresholds = thresholds;
   return { ...(options as unknown as BidirectionalSyncModuleOptions), ...overrides };
 }

@@ -1,4 +1,5 @@
 import type { MongoClientOptions } from 'mongodb';
+import type { HealthThresholds } from '../health/sync-health.options';
 
 /** How concurrent edits of one document are resolved. */
 export type ConflictResolutionStrategy = 'last-write-wins' | 'field-level' | 'custom';
@@ -73,6 +74,13 @@ export interface BidirectionalSyncModuleOptions {
    * Env `SYNC_LOCAL_CAPTURE`. Default `auto`.
    */
   localCapture?: 'auto' | LocalCaptureMode;
+  /**
+   * Alert thresholds of the health check (`checkBidirectionalHealth()`, `SyncHealthIndicator`,
+   * `GET /health`); unset ones keep the defaults. Env `SYNC_HEALTH_MAX_LAG_MS` (default 30000),
+   * `SYNC_HEALTH_MAX_DISCONNECTED_MS` (default 300000), `SYNC_HEALTH_MAX_CONFLICTS_PER_HOUR`
+   * (default 10). Read-only once the module is built.
+   */
+  healthThresholds?: Partial<HealthThresholds>;
   /** Start the listener and drainer when the application boots. Default `true`. */
   autoStart?: boolean;
 }

@@ -1,6 +1,6 @@
-import { Inject, Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
+import { InjectSyncConfig, InjectSyncConflictResolver } from '../bidirectional-sync.decorators';
+import { Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
-import { SYNC_CONFIG, SYNC_CONFLICT_RESOLVER } from '../bidirectional-sync.constants';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { compareVersions, SyncVersion, versionTime } from '../common/hybrid-logical-clock';
 import { SyncConfigurationError } from '../errors/sync.errors';
@@ -29,12 +29,12 @@ export class ConflictResolverService implements OnModuleInit {
   private readonly logger = new Logger(ConflictResolverService.name);
 
   constructor(
-    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     private readonly repository: ConflictRepository,
     private readonly monitor: MonitorService,
     private readonly events: EventEmitter2,
     @Optional()
-    @Inject(SYNC_CONFLICT_RESOLVER)
+    @InjectSyncConflictResolver()
     private readonly custom?: SyncConflictResolver | null,
   ) {}
 

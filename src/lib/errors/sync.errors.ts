@@ -16,12 +16,6 @@ export class SyncConfigurationError extends SyncError {
 /** A change event or document the engine cannot apply (it is dead-lettered, never dropped silently). */
 export class InvalidChangeError extends SyncError {}
 
-/** The stored resume token can no longer be used (history lost, invalidated or rejected). */
-export class ResumeTokenUnusableError extends SyncError {}
-
-/** The host's validation rejected a replicated document. */
-export class ReplicatedDocumentRejectedError extends SyncError {}
-
 /**
  * `syncCapturePlugin` could not record a model write for sync; the write was
  * not made (made unrecorded, it would never reach Atlas).

@@ -1,13 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
-import type {
-  BidirectionalHealth,
-  HealthState,
-  HealthThresholds,
-} from '../bidirectional-sync.service';
+import type { BidirectionalHealth, HealthState } from '../bidirectional-sync.service';
 import { redactDeep } from '../errors/redact-deep';
 import { redactMessage } from '../errors/sync.errors';
-import { SyncEngineLocator } from './sync-engine.locator';
+import type { HealthThresholds } from './sync-health.options';
+import { SyncEngine } from '../sync-engine';
+
+/** How long `pingAtlas()` waits for Atlas's answer by default (ms). */
+const DEFAULT_ATLAS_PING_TIMEOUT_MS = 2000;
 
 /** The specification's health shape plus lag, ages, reasons and the thresholds applied. */
 export interface SyncHealthReport extends BidirectionalHealth {
@@ -41,7 +41,7 @@ export interface SyncHealthCheckOptions {
 export class SyncHealthIndicator {
   constructor(
     private readonly healthIndicatorService: HealthIndicatorService,
-    private readonly engine: SyncEngineLocator,
+    private readonly engine: SyncEngine,
   ) {}
 
   /** The full report behind `GET /api/sync/bidirectional/health`. */
@@ -104,7 +104,7 @@ export class SyncHealthIndicator {
   /** Pings the Atlas cluster through the module's own client (the local side: `MongooseHealthIndicator`). */
   async pingAtlas<const Key extends string = 'atlas'>(
     key: Key = 'atlas' as Key,
-    { timeoutMs = 2000 }: { timeoutMs?: number } = {},
+    { timeoutMs = DEFAULT_ATLAS_PING_TIMEOUT_MS }: { timeoutMs?: number } = {},
   ): Promise<HealthIndicatorResult<Key>> {
     const indicator = this.healthIndicatorService.check(key);
     const started = Date.now();

@@ -1,27 +1,40 @@
-import type { HealthThresholds } from '../bidirectional-sync.service';
 import { SyncConfigurationError } from '../errors/sync.errors';
 
-/** Environment variables of the health thresholds (the specification's alerts). */
+/**
+ * Alert thresholds of the health check (the specification's "Recommended
+ * Alerts"). An option of `BidirectionalSyncModule.forRoot({ healthThresholds })`,
+ * read-only once the module is built.
+ *
+ * @publicApi
+ */
+export interface HealthThresholds {
+  /** Lag of either direction above this (ms) makes health `degraded`. Env `SYNC_HEALTH_MAX_LAG_MS`. Default 30000. */
+  maxLagMs: number;
+  /** The Atlas change stream disconnected longer than this (ms) makes health `unhealthy`. Env `SYNC_HEALTH_MAX_DISCONNECTED_MS`. Default 300000. */
+  maxDisconnectedMs: number;
+  /** More conflicts than this in the last hour make health `degraded`. Env `SYNC_HEALTH_MAX_CONFLICTS_PER_HOUR`. Default 10. */
+  maxConflictsPerHour: number;
+}
+
+/** The specification's alert values. */
+export const DEFAULT_HEALTH_THRESHOLDS: Readonly<HealthThresholds> = Object.freeze({
+  maxLagMs: 30_000,
+  maxDisconnectedMs: 5 * 60_000,
+  maxConflictsPerHour: 10,
+});
+
+/** Environment variables of the health thresholds. */
 export const SYNC_HEALTH_ENV_VARIABLES: Record<keyof HealthThresholds, string> = {
   maxLagMs: 'SYNC_HEALTH_MAX_LAG_MS',
   maxDisconnectedMs: 'SYNC_HEALTH_MAX_DISCONNECTED_MS',
   maxConflictsPerHour: 'SYNC_HEALTH_MAX_CONFLICTS_PER_HOUR',
 };
 
-/** Options of `SyncHealthModule.forRoot()`. */
-export interface SyncHealthModuleOptions {
-  /**
-   * Alert thresholds; unset ones keep the specification's defaults: lag 30000 ms
-   * (`degraded`), change stream disconnected 300000 ms (`unhealthy`), 10 conflicts per
-   * hour (`degraded`).
-   */
-  thresholds?: Partial<HealthThresholds>;
-}
-
 /**
  * Reads the thresholds from `SYNC_HEALTH_MAX_LAG_MS`, `SYNC_HEALTH_MAX_DISCONNECTED_MS`
- * and `SYNC_HEALTH_MAX_CONFLICTS_PER_HOUR`. Unset variables are left out; a value that
- * is not a positive integer throws.
+ * and `SYNC_HEALTH_MAX_CONFLICTS_PER_HOUR` (`syncOptionsFromEnv()` does it too). Unset
+ * variables are left out; a value that is not a positive integer throws
+ * `SyncConfigurationError` naming the variable.
  *
  * @publicApi
  */
@@ -43,13 +56,34 @@ export function syncHealthThresholdsFromEnv(
   return thresholds;
 }
 
-/** Validates thresholds given in code (positive finite numbers). */
-export function checkThresholds(thresholds: Partial<HealthThresholds> = {}): void {
-  const bad = Object.entries(thresholds).filter(
-    ([, v]) => v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v <= 0),
-  );
-  if (bad.length)
-    throw new SyncConfigurationError(
-      bad.map(([k, v]) => `thresholds.${k} = ${JSON.stringify(v)}: must be a positive number`),
-    );
+/**
+ * What is wrong with thresholds given in code (each must be a positive finite
+ * number; unknown keys are refused), one line per problem naming the option and its variable.
+ */
+export function healthThresholdProblems(thresholds: unknown, label = 'healthThresholds'): string[] {
+  if (thresholds === undefined) return [];
+  if (!thresholds || typeof thresholds !== 'object' || Array.isArray(thresholds))
+    return [`${label} = ${JSON.stringify(thresholds)}: must be an object`];
+  const problems: string[] = [];
+  for (const [key, value] of Object.entries(thresholds)) {
+    const variable = SYNC_HEALTH_ENV_VARIABLES[key as keyof HealthThresholds];
+    if (!variable) {
+      problems.push(`${label}.${key}: unknown threshold`);
+      continue;
+    }
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0)
+      problems.push(
+        `${label}.${key} (${variable}) = ${JSON.stringify(value)}: must be a positive number`,
+      );
+  }
+  return problems;
+}
+
+/** The defaults with the given (set) thresholds over them, frozen. */
+export function resolveHealthThresholds(
+  thresholds: Partial<HealthThresholds> = {},
+): Readonly<HealthThresholds> {
+  const given = Object.entries(thresholds).filter(([, v]) => v !== undefined);
+  return Object.freeze({ ...DEFAULT_HEALTH_THRESHOLDS, ...Object.fromEntries(given) });
 }

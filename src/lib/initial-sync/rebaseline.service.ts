@@ -1,11 +1,6 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import type { Db, Document } from 'mongodb';
-import {
-  ATLAS_ORIGIN,
-  SYNC_COLLECTIONS,
-  SYNC_CONFIG,
-  SYNC_STAMP_FIELD,
-} from '../bidirectional-sync.constants';
+import { ATLAS_ORIGIN, SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { compareVersions, successor } from '../common/hybrid-logical-clock';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
@@ -17,6 +12,7 @@ import { ChangeProcessorService, IncomingChange } from '../processor/change-proc
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 import { SyncMetadataRepository } from '../metadata/sync-metadata.repository';
 import { idTypeBrackets } from '../common/id-brackets';
+import { InjectSyncConfig } from '../bidirectional-sync.decorators';
 
 export interface RebaselineProgress {
   state: 'idle' | 'running' | 'done' | 'failed';
@@ -59,6 +55,8 @@ export interface RebaselineCheckpoint {
 }
 
 const PAGE = 500;
+/** Reading the current position needs only the first (empty) batch: wait briefly (ms). */
+const POSITION_READ_MAX_AWAIT_MS = 50;
 
 /** The stamp given to Atlas documents written without the module: older than any stamped version. */
 export const UNSTAMPED_ATLAS_STAMP: SyncStamp = {
@@ -110,7 +108,7 @@ export class RebaselineService {
   };
 
   constructor(
-    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     private readonly stores: SyncStoresService,
     private readonly origin: OriginTrackerService,
     private readonly processor: ChangeProcessorService,
@@ -236,7 +234,7 @@ export class RebaselineService {
 
   /** A resume token for "now" on Atlas, taken before comparing so nothing after it is missed. */
   private async currentAtlasPosition(): Promise<Document> {
-    const stream = this.stores.atlas.watch([], { maxAwaitTimeMS: 50 });
+    const stream = this.stores.atlas.watch([], { maxAwaitTimeMS: POSITION_READ_MAX_AWAIT_MS });
     try {
       await stream.tryNext();
       return stream.resumeToken as Document;

@@ -1,7 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ChangeStream, Collection, Db, Document } from 'mongodb';
 import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
+import { hasMongoErrorCode, MONGO_ERROR_CODES } from '../common/mongo-error-codes';
 import { SyncStoresService } from '../metadata/sync-stores.service';
+
+/** How long one read of the lease's change stream waits on the server (ms); a change answers at once. */
+const LEASE_WATCH_MAX_AWAIT_MS = 1000;
 
 /** The lease document in the local `_sync_metadata` collection. */
 export interface LeaseDocument {
@@ -127,7 +131,7 @@ export class LeaseRepository {
           },
         },
       ],
-      { maxAwaitTimeMS: 1000 },
+      { maxAwaitTimeMS: LEASE_WATCH_MAX_AWAIT_MS },
     );
   }
 
@@ -139,8 +143,9 @@ export class LeaseRepository {
         { $setOnInsert: { holder: null, expiresAt: new Date(0), term: 0 } },
         { upsert: true },
       )
-      .catch((err: { code?: number }) => {
-        if (err?.code !== 11000) throw err;
+      .catch((err: unknown) => {
+        // Another process created it between our read and our upsert.
+        if (!hasMongoErrorCode(err, MONGO_ERROR_CODES.DuplicateKey)) throw err;
       });
   }
 }

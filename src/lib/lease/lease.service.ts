@@ -9,6 +9,20 @@ import { LeaseDocument, LeaseRepository } from './lease.repository';
 /** Injection token of `LeaseOptions` (optional). */
 export const SYNC_LEASE_OPTIONS = Symbol('SYNC_LEASE_OPTIONS');
 
+/** Defaults of the options (the module passes `SYNC_LEASE_TTL` and `SYNC_LEASE_RENEW_INTERVAL`). */
+const DEFAULT_LEASE_TTL_MS = 15_000;
+const DEFAULT_RENEW_INTERVAL_MS = 5_000;
+/** The safety margin is a tenth of the TTL, at most this (ms): enough for a slow renewal reply. */
+const MAX_DEFAULT_SAFETY_MARGIN_MS = 1000;
+const DEFAULT_SAFETY_MARGIN_TTL_FRACTION = 10;
+/** Smallest accepted TTL and renew interval (ms): below them the lease only measures timer noise. */
+const MIN_LEASE_TTL_MS = 100;
+const MIN_RENEW_INTERVAL_MS = 10;
+/** A standby retries this long (ms) after the holder's lease should expire, never sooner than that. */
+const EXPIRY_RETRY_SLACK_MS = 10;
+/** After a failed attempt or renewal, retry within this (ms); a holder still steps down at its deadline. */
+const FAILED_ATTEMPT_RETRY_MS = 1000;
+
 export interface LeaseOptions {
   /** How long a lease runs without renewal (ms, default 15000): a dead holder's successor takes over after it. */
   leaseTtl?: number;
@@ -91,7 +105,7 @@ export function defaultHolderId(): string {
  * Usable in Nest (inject; options under `SYNC_LEASE_OPTIONS`) or standalone:
  * `new LeaseService(LeaseRepository.forDb(db), { leaseTtl: 15000 })`.
  *
- * @publicApi
+ * @internal (not exported from the package root: import its path)
  */
 @Injectable()
 export class LeaseService implements OnApplicationShutdown {
@@ -123,24 +137,29 @@ export class LeaseService implements OnApplicationShutdown {
     private readonly repository: LeaseRepository,
     @Optional() @Inject(SYNC_LEASE_OPTIONS) options: LeaseOptions = {},
   ) {
-    this.leaseTtl = options.leaseTtl ?? 15_000;
-    this.renewInterval = options.renewInterval ?? 5_000;
-    this.safetyMargin = options.safetyMargin ?? Math.min(1000, Math.floor(this.leaseTtl / 10));
+    this.leaseTtl = options.leaseTtl ?? DEFAULT_LEASE_TTL_MS;
+    this.renewInterval = options.renewInterval ?? DEFAULT_RENEW_INTERVAL_MS;
+    this.safetyMargin =
+      options.safetyMargin ??
+      Math.min(
+        MAX_DEFAULT_SAFETY_MARGIN_MS,
+        Math.floor(this.leaseTtl / DEFAULT_SAFETY_MARGIN_TTL_FRACTION),
+      );
     this.holderId = options.holderId ?? defaultHolderId();
     this.leaseId = options.leaseId ?? 'lease';
     this.useWatch = options.watch ?? true;
     const problems: string[] = [];
-    if (!Number.isInteger(this.leaseTtl) || this.leaseTtl < 100)
-      problems.push(`leaseTtl = ${this.leaseTtl}: must be an integer >= 100 (ms)`);
+    if (!Number.isInteger(this.leaseTtl) || this.leaseTtl < MIN_LEASE_TTL_MS)
+      problems.push(`leaseTtl = ${this.leaseTtl}: must be an integer >= ${MIN_LEASE_TTL_MS} (ms)`);
     if (!(this.safetyMargin >= 0 && this.safetyMargin < this.leaseTtl))
       problems.push(`safetyMargin = ${this.safetyMargin}: must be >= 0 and < leaseTtl`);
     if (
       !Number.isInteger(this.renewInterval) ||
-      this.renewInterval < 10 ||
+      this.renewInterval < MIN_RENEW_INTERVAL_MS ||
       this.renewInterval >= this.leaseTtl - this.safetyMargin
     )
       problems.push(
-        `renewInterval = ${this.renewInterval}: must be an integer >= 10 and < leaseTtl - safetyMargin (${this.leaseTtl - this.safetyMargin})`,
+        `renewInterval = ${this.renewInterval}: must be an integer >= ${MIN_RENEW_INTERVAL_MS} and < leaseTtl - safetyMargin (${this.leaseTtl - this.safetyMargin})`,
       );
     if (problems.length) throw new SyncConfigurationError(problems);
   }
@@ -244,14 +263,17 @@ export class LeaseService implements OnApplicationShutdown {
         const { lease: current, remainingMs } = await this.repository.read(this.leaseId);
         this.currentHolder = current?.holder;
         // Retry just after the holder's lease would expire (and at least every renewInterval).
-        next = Math.min(this.renewInterval, Math.max(10, remainingMs + 10));
+        next = Math.min(
+          this.renewInterval,
+          Math.max(EXPIRY_RETRY_SLACK_MS, remainingMs + EXPIRY_RETRY_SLACK_MS),
+        );
         this.openWatch();
       }
     } catch (err) {
       this.lastError = (err as Error)?.message ?? String(err);
       this.logger.warn(`Lease ${this.held ? 'renewal' : 'attempt'} failed: ${this.lastError}`);
       // Retry soon; a holder that cannot renew in time steps down at its deadline.
-      next = Math.min(this.renewInterval, 1000);
+      next = Math.min(this.renewInterval, FAILED_ATTEMPT_RETRY_MS);
     }
     if (this.running) this.schedule(next);
   }

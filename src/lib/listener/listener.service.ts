@@ -1,7 +1,7 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { ChangeStreamDocument, Document, ResumeToken } from 'mongodb';
-import { SYNC_COLLECTIONS, SYNC_CONFIG, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import { SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { COLLECTION_OPERATIONS, DATA_OPERATIONS } from '../common/collection-operations';
 import { ChangeStreamTailer, ChangeStreamTailerStatus } from '../common/change-stream-tailer';
 import { ResolvedSyncConfig } from '../config/sync-config';
@@ -12,6 +12,7 @@ import { MonitorService } from '../monitor/monitor.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { ChangeProcessorService } from '../processor/change-processor.service';
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
+import { InjectSyncConfig } from '../bidirectional-sync.decorators';
 
 /** The module's own collections other than tombstones, never streamed. */
 const PRIVATE_COLLECTIONS = Object.values(SYNC_COLLECTIONS).filter(
@@ -35,7 +36,7 @@ export class ListenerService {
   private readonly tailer: ChangeStreamTailer;
 
   constructor(
-    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     private readonly stores: SyncStoresService,
     private readonly origin: OriginTrackerService,
     private readonly processor: ChangeProcessorService,
@@ -56,7 +57,7 @@ export class ListenerService {
       },
       loadToken: () => this.loadOrBaseline(),
       saveToken: (token) => this.tokens.save(this.origin.instanceId, 'atlas', token),
-      handleBatch: (events) => this.processor.processBatch(events),
+      handleBatch: (events) => this.handleChange(events),
       onHistoryLost: async (err) => {
         await this.tokens.clear(this.origin.instanceId, 'atlas');
         this.logger.warn(`Stored Atlas resume token unusable: ${(err as Error)?.message ?? err}`);
@@ -87,12 +88,19 @@ export class ListenerService {
     this.events.emit(SyncEvents.stateChanged, new SyncStateChangedEvent('listener', 'stopped'));
   }
 
-  /** Processes one change event (the stream calls the processor in batches). */
-  handleChange(change: ChangeStreamDocument): Promise<void> {
-    return this.processor.processChange(change);
+  /**
+   * Processes incoming changes: the stream hands over each batch it read
+   * (applied together: state-based, only each document's newest state counts),
+   * a caller may hand over a single event.
+   */
+  handleChange(change: ChangeStreamDocument | ChangeStreamDocument[]): Promise<void> {
+    return this.processor.processBatch(Array.isArray(change) ? change : [change]);
   }
 
-  /** Closes and reopens the stream from the stored token. */
+  /**
+   * Closes and reopens the stream from the stored token at once (no backoff).
+   * After a failure the tailer reopens the stream by itself, with backoff.
+   */
   async reconnect(): Promise<void> {
     await this.stop();
     this.start();

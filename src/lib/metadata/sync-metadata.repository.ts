@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { Injectable, Logger } from '@nestjs/common';
 import type { Collection, Document, ResumeToken } from 'mongodb';
 import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
+import { hasMongoErrorCode, MONGO_ERROR_CODES } from '../common/mongo-error-codes';
 import { SyncStoresService } from './sync-stores.service';
 
 interface MetadataDocument extends Document {
@@ -133,7 +134,7 @@ export class SyncMetadataRepository {
       );
       return true;
     } catch (err) {
-      if ((err as { code?: number }).code === 11000) return false;
+      if (hasMongoErrorCode(err, MONGO_ERROR_CODES.DuplicateKey)) return false;
       throw err;
     }
   }

@@ -1,13 +1,14 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import { Db, MongoClient } from 'mongodb';
+import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { Db, Document, MongoClient } from 'mongodb';
 import type { Connection, Model } from 'mongoose';
-import {
-  SYNC_COLLECTIONS,
-  SYNC_CONFIG,
-  SYNC_LOCAL_CONNECTION,
-} from '../bidirectional-sync.constants';
+import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import { ResolvedSyncConfig } from '../config/sync-config';
+import { InjectSyncConfig, InjectSyncLocalConnection } from '../bidirectional-sync.decorators';
 import { redactUri } from '../errors/sync.errors';
+
+/** How long an Atlas operation waits for a reachable server before it fails (ms; the driver's default is 30 s). */
+const ATLAS_SERVER_SELECTION_TIMEOUT_MS = 10_000;
+const MS_PER_SECOND = 1000;
 
 /**
  * Handles to both databases: the host's local Mongoose connection and the
@@ -22,11 +23,11 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
   private atlasIndexesReady?: Promise<void>;
 
   constructor(
-    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
-    @Inject(SYNC_LOCAL_CONNECTION) readonly connection: Connection,
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
+    @InjectSyncLocalConnection() readonly connection: Connection,
   ) {
     this.atlasClient = new MongoClient(config.atlasUri, {
-      serverSelectionTimeoutMS: 10_000,
+      serverSelectionTimeoutMS: ATLAS_SERVER_SELECTION_TIMEOUT_MS,
       retryWrites: true,
       ...config.atlasClientOptions,
     });
@@ -43,7 +44,7 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
     const tombstones = this.local.collection(SYNC_COLLECTIONS.tombstones);
     await tombstones.createIndex(
       { deletedAt: 1 },
-      { expireAfterSeconds: Math.round(this.config.tombstoneRetention / 1000) },
+      { expireAfterSeconds: Math.round(this.config.tombstoneRetention / MS_PER_SECOND) },
     );
     await this.local.collection(SYNC_COLLECTIONS.conflicts).createIndex({ resolvedAt: -1 });
     await this.local
@@ -74,7 +75,7 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
     this.atlasIndexesReady ??= Promise.all([
       tombstones.createIndex(
         { deletedAt: 1 },
-        { expireAfterSeconds: Math.round(this.config.tombstoneRetention / 1000) },
+        { expireAfterSeconds: Math.round(this.config.tombstoneRetention / MS_PER_SECOND) },
       ),
       tombstones.createIndex({ c: 1 }), // a re-baseline reads one collection's tombstones
     ])
@@ -87,9 +88,9 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /** The host's Mongoose model for a collection, if it registered one on the local connection. */
-  modelFor(collection: string): Model<any> | undefined {
+  modelFor(collection: string): Model<Document> | undefined {
     for (const name of this.connection.modelNames()) {
-      const model = this.connection.model(name);
+      const model = this.connection.model<Document>(name);
       if (model.collection.collectionName === collection) return model;
     }
     return undefined;

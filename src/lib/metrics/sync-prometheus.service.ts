@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { BidirectionalHealth } from '../bidirectional-sync.service';
 import type { SyncDirection } from '../events/sync-events';
-import { SyncEngineLocator } from '../health/sync-engine.locator';
+import { SyncEngine } from '../sync-engine';
 import type { DirectionalMetrics } from '../monitor/monitor.service';
 
 /** Metric name prefix. */
@@ -18,6 +18,9 @@ const QUANTILES = [
   ['p99', '0.99'],
 ] as const;
 const HEALTH_STATES = ['healthy', 'degraded', 'unhealthy'] as const;
+/** Metrics of one scrape share one reading of the engine if it is at most this old (ms). */
+const SNAPSHOT_REUSE_MS = 250;
+const MS_PER_SECOND = 1000;
 
 interface Snapshot {
   metrics: DirectionalMetrics;
@@ -38,7 +41,7 @@ export class SyncPrometheusService {
   readonly registry = new Registry();
   private cached?: { at: number; snapshot: Promise<Snapshot> };
 
-  constructor(private readonly engine: SyncEngineLocator) {
+  constructor(private readonly engine: SyncEngine) {
     const registers = [this.registry];
     const snapshot = () => this.snapshot();
 
@@ -71,7 +74,7 @@ export class SyncPrometheusService {
           const lag = s.metrics[direction as SyncDirection].lag;
           for (const [key, quantile] of QUANTILES) {
             const ms = lag[key];
-            if (ms !== null) this.set({ direction: label, quantile }, ms / 1000);
+            if (ms !== null) this.set({ direction: label, quantile }, ms / MS_PER_SECOND);
           }
         }
       },
@@ -87,7 +90,7 @@ export class SyncPrometheusService {
         for (const [direction, label] of Object.entries(DIRECTIONS))
           this.set(
             { direction: label },
-            s.metrics[direction as SyncDirection].avgProcessTime / 1000,
+            s.metrics[direction as SyncDirection].avgProcessTime / MS_PER_SECOND,
           );
       },
     });
@@ -110,7 +113,7 @@ export class SyncPrometheusService {
       async collect() {
         const health = (await snapshot()).health;
         this.reset();
-        if (health) this.set((health.syncWorker.oldestPendingAgeMs ?? 0) / 1000);
+        if (health) this.set((health.syncWorker.oldestPendingAgeMs ?? 0) / MS_PER_SECOND);
       },
     });
 
@@ -207,7 +210,7 @@ export class SyncPrometheusService {
       async collect() {
         const age = (await snapshot()).health?.atlasListener.resumeTokenAgeMs;
         this.reset();
-        if (age !== null && age !== undefined) this.set(age / 1000);
+        if (age !== null && age !== undefined) this.set(age / MS_PER_SECOND);
       },
     });
   }
@@ -238,7 +241,7 @@ export class SyncPrometheusService {
   /** One reading of the engine shared by every metric of a scrape. */
   private snapshot(): Promise<Snapshot> {
     const now = Date.now();
-    if (!this.cached || now - this.cached.at > 250) {
+    if (!this.cached || now - this.cached.at > SNAPSHOT_REUSE_MS) {
       this.cached = { at: now, snapshot: this.read() };
     }
     return this.cached.snapshot;

@@ -2,12 +2,15 @@
  * The last `capacity` samples in a ring buffer, for percentiles over recent
  * traffic with constant memory.
  */
+/** Samples kept by default: enough for a stable p99, small enough to sort at every scrape. */
+export const LATENCY_WINDOW_CAPACITY = 2048;
+
 export class LatencyWindow {
   private readonly samples: Float64Array;
   private size = 0;
   private next = 0;
 
-  constructor(private readonly capacity = 2048) {
+  constructor(private readonly capacity = LATENCY_WINDOW_CAPACITY) {
     this.samples = new Float64Array(capacity);
   }
 

@@ -3,6 +3,10 @@ import type { SyncDirection, SyncOperation } from '../events/sync-events';
 import type { ConflictRecord } from '../conflict/conflict.repository';
 import { LatencyWindow } from './latency-window';
 
+const HOUR_MS = 3_600_000;
+/** Conflict times kept for `conflictsInLastHour()`: bounds memory under a conflict storm. */
+const MAX_CONFLICT_TIMES = 10_000;
+
 interface DirectionCounters {
   totalProcessed: number;
   successful: number;
@@ -28,7 +32,16 @@ export interface DirectionMetrics {
 export interface DirectionalMetrics {
   localToAtlas: DirectionMetrics;
   atlasToLocal: DirectionMetrics;
-  conflicts: { total: number; resolved: number; byWinner: Record<string, number> };
+  conflicts: {
+    total: number;
+    /**
+     * Equal to `total` by construction: a conflict is recorded only once its
+     * strategy has decided it (there are no open conflicts). Kept because the
+     * specification's `GET /metrics` has it.
+     */
+    resolved: number;
+    byWinner: Record<string, number>;
+  };
   deadLettered: number;
   reconnects: number;
   staleRejected: number;
@@ -39,7 +52,7 @@ export interface DirectionalMetrics {
  * Counts what both directions do: processed, failed, time per change, lag
  * percentiles, conflicts, dead letters, reconnects. In memory since start;
  * durable history lives in `_sync_conflicts` and `_sync_dead_letters`.
- * Health is composed by `SyncHealthService`.
+ * Health is composed by `BidirectionalSyncService.checkBidirectionalHealth()`.
  *
  * @publicApi
  */
@@ -115,8 +128,8 @@ export class MonitorService {
     this.conflicts.total++;
     this.conflicts.byWinner[conflict.winner] = (this.conflicts.byWinner[conflict.winner] ?? 0) + 1;
     this.conflictTimes.push(Date.now());
-    if (this.conflictTimes.length > 10_000)
-      this.conflictTimes.splice(0, this.conflictTimes.length - 10_000);
+    if (this.conflictTimes.length > MAX_CONFLICT_TIMES)
+      this.conflictTimes.splice(0, this.conflictTimes.length - MAX_CONFLICT_TIMES);
   }
 
   recordDeadLetter(): void {
@@ -138,7 +151,7 @@ export class MonitorService {
 
   /** Conflicts recorded in the last hour by this process. */
   conflictsInLastHour(): number {
-    const cutoff = Date.now() - 3600_000;
+    const cutoff = Date.now() - HOUR_MS;
     return this.conflictTimes.filter((t) => t >= cutoff).length;
   }
 
@@ -177,7 +190,7 @@ export class MonitorService {
       atlasToLocal: view(this.directions.atlasToLocal),
       conflicts: {
         total: this.conflicts.total,
-        resolved: this.conflicts.total,
+        resolved: this.conflicts.total, // see DirectionalMetrics.conflicts.resolved
         byWinner: { ...this.conflicts.byWinner },
       },
       deadLettered: this.deadLettered,

@@ -1,6 +1,7 @@
+import { InjectSyncConfig } from '../bidirectional-sync.decorators';
 import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { SYNC_CONFIG, SYNC_WALL_CLOCK } from '../bidirectional-sync.constants';
+import { SYNC_WALL_CLOCK } from '../bidirectional-sync.constants';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { HybridLogicalClock, SyncVersion } from '../common/hybrid-logical-clock';
 import { readStamp } from '../common/sync-stamp';
@@ -39,7 +40,7 @@ export class OriginTrackerService implements OnModuleDestroy {
   private atlasOffsetMs = 0;
 
   constructor(
-    @Inject(SYNC_CONFIG) private readonly config: ResolvedSyncConfig,
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     private readonly metadata: SyncMetadataRepository,
     private readonly stores: SyncStoresService,
     private readonly scheduler: SchedulerRegistry,

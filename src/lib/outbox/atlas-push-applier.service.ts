@@ -3,7 +3,7 @@ import type { Document } from 'mongodb';
 import { casFilter, issuedStamp, stamped, tombstoneOf } from '../common/engine-writes';
 import { findByIds } from '../common/find-by-ids';
 import { compareVersions, SyncVersion } from '../common/hybrid-logical-clock';
-import { MongoErrorCode } from '../common/mongo-error-codes';
+import { MONGO_ERROR_CODES } from '../common/mongo-error-codes';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { statementErrorsOf } from '../common/write-errors';
 import { ConflictResolverService } from '../conflict/conflict-resolver.service';
@@ -176,7 +176,7 @@ export class AtlasPushApplier {
     upserts.forEach((w, i) => {
       const failure = failures.get(i);
       if (!failure) outcomes.set(w.edit, 'applied');
-      else if (failure.code === MongoErrorCode.DuplicateKey)
+      else if (failure.code === MONGO_ERROR_CODES.DuplicateKey)
         outcomes.set(w.edit, {
           error: 'Atlas changed while pushing; retrying',
           retryMs: LOST_RACE_RETRY_MS,

@@ -17,7 +17,7 @@ import { matchesStampDigest } from '../common/content-digest';
 import { findByIds } from '../common/find-by-ids';
 import { groupBy } from '../common/group-by';
 import { compareVersions } from '../common/hybrid-logical-clock';
-import { MongoErrorCode } from '../common/mongo-error-codes';
+import { MONGO_ERROR_CODES } from '../common/mongo-error-codes';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { statementErrorsOf } from '../common/write-errors';
 import type { ResolvedSyncConfig } from '../config/sync-config';
@@ -386,12 +386,15 @@ export class LocalApplierService {
     } catch (err) {
       const name = (err as Error)?.name;
       const code = (err as { code?: number })?.code;
-      if (name === 'DocumentNotFoundError' || (code === MongoErrorCode.DuplicateKey && !local.doc))
+      if (
+        name === 'DocumentNotFoundError' ||
+        (code === MONGO_ERROR_CODES.DuplicateKey && !local.doc)
+      )
         throw new CasMismatch();
       if (
         name === 'ValidationError' ||
         name === 'CastError' ||
-        code === MongoErrorCode.DocumentValidationFailure
+        code === MONGO_ERROR_CODES.DocumentValidationFailure
       ) {
         await this.deadLetters.record(change, err);
         return 'dead-lettered';

@@ -120,6 +120,15 @@ interface Context {
 
 /** Largest number of documents of one side hashed as one range before it is split. */
 const SPLIT_FACTOR = 4;
+/** Defaults of `pageSize` (documents per hashed range) and `maxReported` (mismatches listed). */
+const DEFAULT_PAGE_SIZE = 1000;
+const DEFAULT_MAX_REPORTED = 1000;
+/** A range needs two documents to be split in halves. */
+const MIN_PAGE_SIZE = 2;
+/** Largest driver batch of a range scan: one round trip per this many documents. */
+const MAX_SCAN_BATCH = 1000;
+/** How often `waitForOutbox()` counts the outbox by default (ms). */
+const OUTBOX_POLL_MS = 200;
 
 /**
  * Compares a local database with Atlas, collection by collection, and
@@ -144,7 +153,7 @@ const SPLIT_FACTOR = 4;
  * The verifier only reads. On a live system, a write in flight can show up as
  * a difference; run it when the devices are quiet, or after `waitForOutbox`.
  *
- * @publicApi
+ * @internal (behind `npm run sync:verify`; not exported from the package root)
  */
 export class SyncVerifier {
   private readonly local: Db;
@@ -166,13 +175,13 @@ export class SyncVerifier {
         collections: options.syncCollections,
         excludedCollections: options.excludedCollections ?? DEFAULT_EXCLUDED_COLLECTIONS,
       });
-    this.pageSize = Math.max(2, options.pageSize ?? 1000);
+    this.pageSize = Math.max(MIN_PAGE_SIZE, options.pageSize ?? DEFAULT_PAGE_SIZE);
     this.ignore = options.ignoreFields ?? [];
-    this.maxReported = options.maxReported ?? 1000;
+    this.maxReported = options.maxReported ?? DEFAULT_MAX_REPORTED;
   }
 
   /** Waits until the local outbox is empty or `timeoutMs` passed; returns the entries left. */
-  async waitForOutbox(timeoutMs: number, intervalMs = 200): Promise<number> {
+  async waitForOutbox(timeoutMs: number, intervalMs = OUTBOX_POLL_MS): Promise<number> {
     const outbox = this.local.collection(SYNC_COLLECTIONS.outbox);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -446,9 +455,11 @@ export class SyncVerifier {
     if (lo) range.$gte = lo.id;
     if (hi) range.$lt = hi.id;
     const filter = Object.keys(range).length ? { _id: range } : {};
-    const cursor = db
-      .collection(ctx.name)
-      .find(filter, { sort: { _id: 1 }, limit: limit + 1, batchSize: Math.min(limit + 1, 1000) });
+    const cursor = db.collection(ctx.name).find(filter, {
+      sort: { _id: 1 },
+      limit: limit + 1,
+      batchSize: Math.min(limit + 1, MAX_SCAN_BATCH),
+    });
     const entries: ScanEntry[] = [];
     let next: Bound | undefined;
     try {

@@ -68,7 +68,11 @@ export class DirectionMetricsDto {
 
 export class ConflictMetricsDto {
   @ApiProperty({ description: 'Since the service started' }) total!: number;
-  @ApiProperty() resolved!: number;
+  @ApiProperty({
+    description:
+      'Equal to total: a conflict is recorded once its strategy decided it (none stays open)',
+  })
+  resolved!: number;
   @ApiPropertyOptional({ nullable: true, type: Number, description: 'Stored, last hour' })
   lastHour!: number | null;
   @ApiProperty({ type: Object, example: { atlas: 6, local: 4 } }) byWinner!: Record<string, number>;
