@@ -303,6 +303,18 @@ describe('the operator dashboard in a headless browser', () => {
     expect(rejectedToggles).toHaveLength(1); // the wrong key's, and nothing else
   });
 
+  it('the service stops promptly on SIGTERM while the page holds its live stream open', async () => {
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((ok) =>
+      child!.once('exit', (code, signal) => ok({ code, signal })),
+    );
+    const started = Date.now();
+    child!.kill('SIGTERM');
+    const { code, signal } = await exited;
+    expect(code === 0 || signal === 'SIGTERM').toBe(true);
+    expect(Date.now() - started).toBeLessThan(8000);
+    expect(output).not.toMatch(/Shutdown did not finish/);
+  });
+
   async function expectText(selector: string, expected: string | RegExp): Promise<void> {
     await waitFor(
       async () => {
