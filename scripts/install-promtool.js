@@ -59,7 +59,9 @@ function main() {
     const extract = run('dpkg-deb', ['-x', deb, 'root'], work);
     const binary = path.join(work, 'root', 'usr', 'bin', 'promtool');
     if (!extract.ok || !fs.existsSync(binary)) {
-      console.error(`[promtool] the prometheus package holds no usr/bin/promtool ${extract.stderr}`);
+      console.error(
+        `[promtool] the prometheus package holds no usr/bin/promtool ${extract.stderr}`,
+      );
       process.exit(1);
     }
     fs.mkdirSync(TOOLS_BIN, { recursive: true });
