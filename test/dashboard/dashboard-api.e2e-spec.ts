@@ -164,6 +164,7 @@ describe('dashboard endpoints', () => {
     await app.http.get(`${PATH}/`).expect(404);
     await app.http.get(`${PATH}/assets/uplot.js`).expect(404);
     await app.http.get(`${PATH}/state`).expect(404);
+    await app.http.get(`${PATH}/events`).expect(404);
     await app.http.get('/api/sync/bidirectional/health').expect(200);
   });
 });
