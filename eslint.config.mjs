@@ -25,4 +25,9 @@ export default tseslint.config(
     files: ['scripts/**/*.js'],
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
+  {
+    // The dashboard's page script runs in the browser.
+    files: ['src/lib/dashboard/static/**/*.js'],
+    languageOptions: { globals: { ...globals.browser }, sourceType: 'script' },
+  },
 );

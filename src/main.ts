@@ -3,7 +3,14 @@ import { INestApplication, Logger, LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { config as loadDotenv } from 'dotenv';
-import { SYNC_API_KEY_HEADER, SYNC_API_SECURITY_SCHEME } from './lib/api/sync-api.constants';
+import {
+  SYNC_API_CONFIG,
+  SYNC_API_KEY_HEADER,
+  SYNC_API_PREFIX,
+  SYNC_API_SECURITY_SCHEME,
+} from './lib/api/sync-api.constants';
+import type { ResolvedSyncApiConfig } from './lib/api/sync-api.config';
+import { SYNC_DASHBOARD_PATH } from './lib/dashboard/sync-dashboard.constants';
 import { AppModule } from './app/app.module';
 import { redactMessage, redactUri } from './lib/errors/sync.errors';
 import { EmbeddedDevServers } from './dev-servers/embedded-dev-servers';
@@ -49,6 +56,12 @@ async function bootstrap(): Promise<void> {
       `Bidirectional sync service listening on http://${config.host}:${config.port} ` +
         `(API /api/sync/bidirectional, readiness /health${config.apiDocs ? ', docs /api/docs' : ''})`,
     );
+    if (app.get<ResolvedSyncApiConfig>(SYNC_API_CONFIG, { strict: false }).dashboard) {
+      const shownHost = ['0.0.0.0', '::'].includes(config.host) ? 'localhost' : config.host;
+      log(
+        `Dashboard: http://${shownHost}:${config.port}/${SYNC_API_PREFIX}/${SYNC_DASHBOARD_PATH}/`,
+      );
+    }
   } catch (err) {
     logger.error(
       `Service failed to start: ${redactMessage(err instanceof Error ? err.message : String(err)).split('\n')[0]}`,

@@ -28,13 +28,18 @@ export interface AppModuleOptions {
 @Module({})
 export class AppModule {
   static forRoot({ config, uris, devServers, env = process.env }: AppModuleOptions): DynamicModule {
+    const syncOptions = syncOptionsFromEnv(env, { atlasUri: uris.atlas });
+    // A fresh `npm start` is a live demo: on the embedded servers sync starts switched on
+    // (an explicit BIDIRECTIONAL_SYNC_ENABLED, or a stored POST /toggle, still wins).
+    // Against configured servers the specification's default (off) stays.
+    if (devServers && syncOptions.enabled === undefined) syncOptions.enabled = true;
     return {
       module: AppModule,
       imports: [
         ScheduleModule.forRoot(),
         EventEmitterModule.forRoot(),
         MongooseModule.forRoot(uris.local, { dbName: config.localDbName }),
-        BidirectionalSyncModule.forRoot(syncOptionsFromEnv(env, { atlasUri: uris.atlas })),
+        BidirectionalSyncModule.forRoot(syncOptions),
         SyncApiModule.forRoot(syncApiOptionsFromEnv(env)),
         SyncHealthModule,
         TerminusModule,

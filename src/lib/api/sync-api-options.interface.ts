@@ -20,6 +20,13 @@ export interface SyncApiModuleOptions {
    * ms, then 429. Env `SYNC_API_RATE_LIMIT` (default 100) and `SYNC_API_RATE_TTL` (default 60000).
    */
   throttle?: { ttl?: number; limit?: number };
+  /**
+   * Serve the operator dashboard at `GET /api/sync/bidirectional/dashboard/`
+   * (a page with live state, lag and throughput charts, conflicts, dead
+   * letters and the switch). Env `SYNC_API_DASHBOARD`. Default true; when
+   * false its paths answer 404 and nothing is sampled.
+   */
+  dashboard?: boolean;
 }
 
 /** Extras of `SyncApiModule.forRoot()` / `forRootAsync()`. */

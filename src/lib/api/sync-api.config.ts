@@ -8,12 +8,14 @@ export const SYNC_API_ENV_VARIABLES = {
   protectReads: 'SYNC_API_PROTECT_READS',
   throttleLimit: 'SYNC_API_RATE_LIMIT',
   throttleTtl: 'SYNC_API_RATE_TTL',
+  dashboard: 'SYNC_API_DASHBOARD',
 } as const;
 
 /** API options with every default filled in. */
 export interface ResolvedSyncApiConfig {
   apiKey?: string;
   protectReads: boolean;
+  dashboard: boolean;
   throttle: { ttl: number; limit: number };
 }
 
@@ -47,15 +49,18 @@ export function syncApiOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Syn
   const options: SyncApiModuleOptions = {};
   const apiKey = read(SYNC_API_ENV_VARIABLES.apiKey);
   if (apiKey) options.apiKey = apiKey;
-  const protect = read(SYNC_API_ENV_VARIABLES.protectReads);
-  if (protect !== undefined) {
-    if (/^(true|1|yes|on)$/i.test(protect)) options.protectReads = true;
-    else if (/^(false|0|no|off)$/i.test(protect)) options.protectReads = false;
-    else
-      problems.push(
-        `${SYNC_API_ENV_VARIABLES.protectReads} = ${JSON.stringify(protect)}: must be true or false`,
-      );
-  }
+  const boolean = (name: string): boolean | undefined => {
+    const raw = read(name);
+    if (raw === undefined) return undefined;
+    if (/^(true|1|yes|on)$/i.test(raw)) return true;
+    if (/^(false|0|no|off)$/i.test(raw)) return false;
+    problems.push(`${name} = ${JSON.stringify(raw)}: must be true or false`);
+    return undefined;
+  };
+  const protect = boolean(SYNC_API_ENV_VARIABLES.protectReads);
+  if (protect !== undefined) options.protectReads = protect;
+  const dashboard = boolean(SYNC_API_ENV_VARIABLES.dashboard);
+  if (dashboard !== undefined) options.dashboard = dashboard;
   const limit = integer(SYNC_API_ENV_VARIABLES.throttleLimit);
   const ttl = integer(SYNC_API_ENV_VARIABLES.throttleTtl);
   if (limit !== undefined || ttl !== undefined) options.throttle = { limit, ttl };
@@ -69,6 +74,8 @@ export function resolveSyncApiConfig(options: SyncApiModuleOptions = {}): Resolv
   const apiKey = typeof options.apiKey === 'string' ? options.apiKey.trim() : undefined;
   if (options.apiKey !== undefined && typeof options.apiKey !== 'string')
     problems.push('apiKey (SYNC_API_KEY): must be a string');
+  if (options.dashboard !== undefined && typeof options.dashboard !== 'boolean')
+    problems.push('dashboard (SYNC_API_DASHBOARD): must be true or false');
   const throttle = {
     ttl: options.throttle?.ttl ?? DEFAULT_SYNC_API_THROTTLE.ttl,
     limit: options.throttle?.limit ?? DEFAULT_SYNC_API_THROTTLE.limit,
@@ -92,6 +99,7 @@ export function resolveSyncApiConfig(options: SyncApiModuleOptions = {}): Resolv
   return {
     apiKey: apiKey || undefined,
     protectReads: options.protectReads ?? false,
+    dashboard: options.dashboard ?? true,
     throttle,
   };
 }

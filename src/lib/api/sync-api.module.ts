@@ -16,6 +16,7 @@ import {
   syncApiOptionsFromEnv,
 } from './sync-api.config';
 import { SYNC_API_CONFIG, SYNC_API_GUARD, SYNC_API_PREFIX } from './sync-api.constants';
+import { SYNC_DASHBOARD_PATH } from '../dashboard/sync-dashboard.constants';
 import {
   ConfigurableSyncApiModule,
   SYNC_API_ASYNC_OPTIONS_TYPE,
@@ -23,7 +24,10 @@ import {
   SYNC_API_OPTIONS_TYPE,
 } from './sync-api.module-definition';
 import { SyncApiService } from './sync-api.service';
+import { SyncDeadLettersService } from './sync-dead-letters.service';
 import { SyncController } from './sync.controller';
+import { SyncDashboardController } from '../dashboard/sync-dashboard.controller';
+import { SyncDashboardService } from '../dashboard/sync-dashboard.service';
 
 /**
  * The sync API (`SyncController`) for hosts that opt in. Import it next to
@@ -33,6 +37,7 @@ import { SyncController } from './sync.controller';
  * SyncApiModule.forRoot()                                 // options from the environment
  * SyncApiModule.forRoot({ apiKey, protectReads: true, throttle: { ttl: 60000, limit: 100 } })
  * SyncApiModule.forRoot({ guard: MyAuthGuard })           // the host's guard decides instead
+ * SyncApiModule.forRoot({ dashboard: false })             // no operator page at /dashboard/
  * ```
  *
  * Rate limiting uses its own throttler storage and options, so a host's
@@ -42,7 +47,7 @@ import { SyncController } from './sync.controller';
  */
 @Module({
   imports: [SyncHealthModule],
-  controllers: [SyncController],
+  controllers: [SyncController, SyncDashboardController],
   providers: [
     {
       provide: SYNC_API_CONFIG,
@@ -60,7 +65,9 @@ import { SyncController } from './sync.controller';
     { provide: getStorageToken(), useClass: ThrottlerStorageService },
     SyncApiKeyGuard,
     SyncApiService,
+    SyncDeadLettersService,
     SyncPrometheusService,
+    SyncDashboardService,
   ],
   exports: [SyncPrometheusService, SyncHealthModule],
 })
@@ -85,6 +92,7 @@ export class SyncApiModule extends ConfigurableSyncApiModule implements OnModule
 
   onModuleInit(): void {
     const prefix = `/${SYNC_API_PREFIX}`;
+    if (this.config.dashboard) this.logger.log(`Dashboard at ${prefix}/${SYNC_DASHBOARD_PATH}/`);
     if (this.hostGuard) {
       this.logger.log(`Sync API at ${prefix}: access decided by the host's guard`);
     } else if (!this.config.apiKey) {

@@ -1,10 +1,12 @@
 import {
   Body,
   Controller,
+  Delete,
   Get,
   Header,
   HttpCode,
   HttpStatus,
+  Param,
   Post,
   Query,
   Res,
@@ -15,7 +17,9 @@ import {
 } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
+  ApiConflictResponse,
   ApiForbiddenResponse,
+  ApiNotFoundResponse,
   ApiOkResponse,
   ApiOperation,
   ApiProduces,
@@ -24,10 +28,18 @@ import {
   ApiTags,
   ApiTooManyRequestsResponse,
   ApiUnauthorizedResponse,
+  ApiUnprocessableEntityResponse,
 } from '@nestjs/swagger';
 import { ThrottlerGuard } from '@nestjs/throttler';
 import { SyncPrometheusService } from '../metrics/sync-prometheus.service';
 import { ConflictsQueryDto } from './dto/conflicts-query.dto';
+import {
+  DeadLetterDiscardResponseDto,
+  DeadLetterIdDto,
+  DeadLetterRetryResponseDto,
+  DeadLettersQueryDto,
+  DeadLettersResponseDto,
+} from './dto/dead-letters.dto';
 import {
   ConflictsResponseDto,
   SyncHealthResponseDto,
@@ -44,6 +56,7 @@ import {
   SYNC_API_SECURITY_SCHEME,
 } from './sync-api.constants';
 import { SyncApiService } from './sync-api.service';
+import { SyncDeadLettersService } from './sync-dead-letters.service';
 
 /** The part of the HTTP response the handlers touch (Express or Fastify). */
 interface HttpResponse {
@@ -52,7 +65,8 @@ interface HttpResponse {
 
 /**
  * The specification's REST API under `/api/sync/bidirectional`: health,
- * metrics (JSON and Prometheus), conflicts and the on/off switch.
+ * metrics (JSON and Prometheus), conflicts, dead letters (list, retry,
+ * discard) and the on/off switch.
  * Rate limited, validated (unknown fields are rejected) and guarded by
  * `SyncApiKeyGuard`.
  *
@@ -69,6 +83,7 @@ export class SyncController {
   constructor(
     private readonly api: SyncApiService,
     private readonly prometheus: SyncPrometheusService,
+    private readonly deadLetters: SyncDeadLettersService,
   ) {}
 
   @Get('health')
@@ -124,5 +139,44 @@ export class SyncController {
   @ApiServiceUnavailableResponse({ description: 'The local database did not accept the change' })
   toggle(@Body() body: ToggleSyncDto): Promise<ToggleSyncResponseDto> {
     return this.api.toggle(body.enabled);
+  }
+
+  @Get('dead-letters')
+  @SyncApiAccess('read')
+  @Header('Cache-Control', 'no-store')
+  @ApiOperation({
+    summary: 'Remote changes the host rejected, newest first (limit, offset, collection)',
+  })
+  @ApiOkResponse({ type: DeadLettersResponseDto })
+  @ApiBadRequestResponse({ description: 'Invalid or unknown query parameter' })
+  listDeadLetters(@Query() query: DeadLettersQueryDto): Promise<DeadLettersResponseDto> {
+    return this.deadLetters.list(query);
+  }
+
+  @Post('dead-letters/:id/retry')
+  @HttpCode(HttpStatus.OK)
+  @SyncApiAccess('write')
+  @ApiOperation({ summary: 'Apply a dead letter again through the normal apply path' })
+  @ApiOkResponse({ type: DeadLetterRetryResponseDto, description: '`applied` or `superseded`' })
+  @ApiBadRequestResponse({ description: 'Not a dead letter id' })
+  @ApiNotFoundResponse({ description: 'No such dead letter' })
+  @ApiConflictResponse({ description: 'It holds no versioned change (discard it)' })
+  @ApiUnprocessableEntityResponse({ description: 'Rejected again (a new dead letter replaces it)' })
+  @ApiUnauthorizedResponse({ description: 'API key missing or wrong' })
+  @ApiForbiddenResponse({ description: 'No API key configured on the server' })
+  retryDeadLetter(@Param() params: DeadLetterIdDto): Promise<DeadLetterRetryResponseDto> {
+    return this.deadLetters.retry(params.id);
+  }
+
+  @Delete('dead-letters/:id')
+  @SyncApiAccess('write')
+  @ApiOperation({ summary: 'Discard a dead letter' })
+  @ApiOkResponse({ type: DeadLetterDiscardResponseDto })
+  @ApiBadRequestResponse({ description: 'Not a dead letter id' })
+  @ApiNotFoundResponse({ description: 'No such dead letter' })
+  @ApiUnauthorizedResponse({ description: 'API key missing or wrong' })
+  @ApiForbiddenResponse({ description: 'No API key configured on the server' })
+  discardDeadLetter(@Param() params: DeadLetterIdDto): Promise<DeadLetterDiscardResponseDto> {
+    return this.deadLetters.discard(params.id);
   }
 }

@@ -29,6 +29,9 @@ export interface DirectionMetrics {
   lag: { p50: number | null; p95: number | null; p99: number | null; last: number | null };
 }
 
+/** Receives the lag (ms) of each change as `MonitorService` records it. */
+export type LagListener = (direction: SyncDirection, lagMs: number) => void;
+
 export interface DirectionalMetrics {
   localToAtlas: DirectionMetrics;
   atlasToLocal: DirectionMetrics;
@@ -69,6 +72,7 @@ export class MonitorService {
   private deadLettered = 0;
   private reconnects = 0;
   private staleRejected = 0;
+  private readonly lagListeners = new Set<LagListener>();
 
   private static emptyCounters(): DirectionCounters {
     return {
@@ -121,7 +125,17 @@ export class MonitorService {
     if (lagMs !== undefined && lagMs >= 0) {
       c.lag.add(lagMs);
       c.lastLagMs = lagMs;
+      for (const listener of this.lagListeners) listener(direction, lagMs);
     }
+  }
+
+  /**
+   * Calls `listener` with the lag of every change recorded from now on (for
+   * time series such as the dashboard's); returns the function that stops it.
+   */
+  onLag(listener: LagListener): () => void {
+    this.lagListeners.add(listener);
+    return () => this.lagListeners.delete(listener);
   }
 
   recordConflict(conflict: Pick<ConflictRecord, 'winner'>): void {

@@ -23,7 +23,7 @@ const sha256 = (value: string): Buffer => createHash('sha256').update(value, 'ut
  * Guards the sync API:
  * - with a host guard (`SYNC_API_GUARD`), that guard decides everything;
  * - `write` endpoints need the API key; without a configured key they are refused (403);
- * - `read` endpoints need it only with `protectReads`.
+ * - `read` endpoints need it only with `protectReads`; `public` ones never do.
  * The key comes from `x-api-key` or `Authorization: Bearer`; a missing or wrong key is 401.
  * Keys are compared as SHA-256 digests with `timingSafeEqual` (constant time, any length).
  */
@@ -44,6 +44,7 @@ export class SyncApiKeyGuard implements CanActivate {
     const access =
       this.reflector.getAllAndOverride(SyncApiAccess, [context.getHandler(), context.getClass()]) ??
       'write';
+    if (access === 'public') return true;
     if (access === 'read' && !this.config.protectReads) return true;
     if (!this.keyDigest) {
       throw new ForbiddenException(
