@@ -8,7 +8,7 @@ import { FleetMessageDecodeError } from './fleet.errors';
 import { fleetMessageId } from './fleet-subjects';
 
 /** Format of the payload; a relay or device refuses a format it does not know. */
-export const FLEET_MESSAGE_FORMAT = 1;
+export const FLEET_MESSAGE_FORMAT = 'fleet-change/1';
 
 /**
  * One document state travelling through NATS: an Atlas change (changes stream) or a device
@@ -40,7 +40,8 @@ export interface EncodedFleetMessage {
 }
 
 interface WireMessage {
-  f: number;
+  /** A string: canonical Extended JSON would turn a number into an Int32 object. */
+  f: string;
   c: string;
   i: unknown;
   op: 'upsert' | 'delete';
@@ -76,13 +77,20 @@ export function encodeFleetMessage(message: FleetChangeMessage): EncodedFleetMes
   };
 }
 
-/** Decodes what `encodeFleetMessage()` wrote; anything else throws `FleetMessageDecodeError`. */
+/**
+ * Decodes what `encodeFleetMessage()` wrote; anything else throws `FleetMessageDecodeError`.
+ * The document comes back exactly as the MongoDB driver would return it from the same BSON
+ * (default options), so writing it produces the BSON that was encoded (a double holding an
+ * integer becomes an int32, as it does on every driver read and write today).
+ */
 export function decodeFleetMessage(data: Uint8Array): FleetChangeMessage {
   let wire: Partial<WireMessage>;
   try {
-    wire = BSON.EJSON.parse(Buffer.from(data).toString('utf8'), {
-      relaxed: false,
-    }) as Partial<WireMessage>;
+    // Canonical parsing keeps every BSON type (a Long beyond 2^53 stays exact); the BSON
+    // round trip then hands out values as the MongoDB driver does with its defaults (int32
+    // and double as numbers, small Longs as numbers), the shapes the engine reads today.
+    const typed = BSON.EJSON.parse(Buffer.from(data).toString('utf8'), { relaxed: false });
+    wire = BSON.deserialize(BSON.serialize(typed as Document)) as Partial<WireMessage>;
   } catch (err) {
     throw new FleetMessageDecodeError(`not Extended JSON: ${(err as Error).message}`, {
       cause: err,
