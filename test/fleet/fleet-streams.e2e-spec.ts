@@ -11,6 +11,8 @@ import {
   pushStreamConfig,
   resolveFleetConfig,
 } from '../../src/lib/fleet';
+import { Test } from '@nestjs/testing';
+import { FleetModule, FLEET_CONFIG, ResolvedFleetConfig } from '../../src/lib/fleet';
 import { FleetTestServer } from './fleet-test-server';
 
 const STAMP = { v: '001733230000000-000001-device-1', o: 'device-1' };
@@ -191,5 +193,30 @@ describe('fleet streams and messages (real nats-server)', () => {
     );
     expect(deleted).toEqual(tombstone);
     expect(deleted.document).toBeUndefined();
+  });
+
+  it('FleetModule provides the validated config and the connection, closed on shutdown', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        FleetModule.forRoot({
+          transport: 'nats',
+          role: 'relay',
+          servers: [fleet.server.url],
+          user: 'relay',
+          password: fleet.passwords.relay,
+        }),
+      ],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    const config = app.get<ResolvedFleetConfig>(FLEET_CONFIG);
+    expect(config.enabled).toBe(true);
+    const connection = app.get(NatsConnectionService);
+    await connection.connect();
+    expect(await connection.measureRtt()).toBeGreaterThanOrEqual(0);
+    expect(connection.status()).toMatchObject({ state: 'connected', user: 'relay' });
+    expect(JSON.stringify(connection.status())).not.toContain(fleet.passwords.relay);
+    await app.close();
+    expect(connection.status().state).toBe('closed');
   });
 });

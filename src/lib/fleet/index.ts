@@ -1,5 +1,7 @@
 export * from './fleet.constants';
+export * from './fleet.decorators';
 export * from './fleet.errors';
+export * from './fleet.module';
 export * from './fleet-config';
 export * from './fleet-message.codec';
 export * from './fleet-options.interface';

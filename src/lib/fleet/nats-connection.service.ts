@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { jetstream, jetstreamManager, JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import {
   AuthorizationError,
@@ -9,7 +9,7 @@ import {
   UserAuthenticationExpiredError,
 } from '@nats-io/nats-core';
 import { connect, NodeConnectionOptions } from '@nats-io/transport-node';
-import { FLEET_CONFIG } from './fleet.constants';
+import { InjectFleetConfig } from './fleet.decorators';
 import type { ResolvedFleetConfig } from './fleet-config';
 import {
   NatsAuthenticationError,
@@ -60,7 +60,7 @@ export class NatsConnectionService implements OnApplicationShutdown {
   private lastErrorAt?: Date;
   private manager?: Promise<JetStreamManager>;
 
-  constructor(@Inject(FLEET_CONFIG) private readonly config: ResolvedFleetConfig) {}
+  constructor(@InjectFleetConfig() private readonly config: ResolvedFleetConfig) {}
 
   /** Connects (once; concurrent calls share the attempt) and returns the connection. */
   async connect(): Promise<NatsConnection> {
