@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { FleetConfigurationError } from './fleet.errors';
-import { fleetOptionsFromEnv, resolveFleetConfig } from './fleet-config';
+import { FLEET_ENV_VARIABLES, fleetOptionsFromEnv, resolveFleetConfig } from './fleet-config';
 
 describe('fleet configuration', () => {
   it('defaults to direct mode, with documented defaults', () => {
@@ -88,5 +90,19 @@ describe('fleet configuration', () => {
     expect(problems({ transport: 'nats' })).toMatch(/deviceId .* is required/);
     expect(problems({ transport: 'nats', role: 'relay' })).toBe('');
     expect(problems({ transport: 'nats', deviceId: 'device-1' })).toBe('');
+  });
+
+  it('.env.example lists every fleet variable, with the defaults', () => {
+    const example = readFileSync(join(__dirname, '..', '..', '..', '.env.example'), 'utf8');
+    const env = Object.fromEntries(
+      [...example.matchAll(/^#? ?([A-Z0-9_]+)=(.*)$/gm)].map((m) => [m[1], m[2]]),
+    );
+    const variables = Object.values(FLEET_ENV_VARIABLES).filter((v): v is string => !!v);
+    expect(variables.filter((v) => !(v in env))).toEqual([]);
+    const active = Object.fromEntries(
+      [...example.matchAll(/^([A-Z0-9_]+)=(.*)$/gm)].map((m) => [m[1], m[2]]),
+    );
+    const fromExample = resolveFleetConfig(fleetOptionsFromEnv(active));
+    expect({ ...fromExample }).toEqual({ ...resolveFleetConfig({}) });
   });
 });
