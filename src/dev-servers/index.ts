@@ -1,1 +1,3 @@
 export * from './embedded-mongo-server';
+export * from './embedded-nats-server';
+export * from './nats-config-render';

@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto';
+import {
+  EmbeddedNatsServer,
+  EmbeddedNatsServerOptions,
+  fleetServerConfigFile,
+} from '../../src/dev-servers/embedded-nats-server';
+import { natsConfigString } from '../../src/dev-servers/nats-config-render';
+import { FleetModuleOptions, NatsConnectionService, resolveFleetConfig } from '../../src/lib/fleet';
+
+/** The users docs/nats/fleet-accounts.conf defines, with a fresh password each per suite. */
+export interface FleetTestPasswords {
+  relay: string;
+  'device-1': string;
+  'device-2': string;
+  'device-3': string;
+}
+
+/**
+ * A real nats-server running docs/nats/fleet-server.conf (rendered with a free port and a
+ * temp store), with random passwords given through the environment variables it reads.
+ */
+export class FleetTestServer {
+  private readonly connections: NatsConnectionService[] = [];
+
+  private constructor(
+    readonly server: EmbeddedNatsServer,
+    readonly passwords: FleetTestPasswords,
+  ) {}
+
+  static async start(
+    name: string,
+    options: Partial<EmbeddedNatsServerOptions> = {},
+  ): Promise<FleetTestServer> {
+    const secret = (): string => randomBytes(12).toString('base64url');
+    const passwords: FleetTestPasswords = {
+      relay: secret(),
+      'device-1': secret(),
+      'device-2': secret(),
+      'device-3': secret(),
+    };
+    const server = await EmbeddedNatsServer.start({
+      name,
+      configFile: fleetServerConfigFile(),
+      configEnv: {
+        FLEET_RELAY_PASSWORD: natsConfigString(passwords.relay),
+        FLEET_DEVICE_1_PASSWORD: natsConfigString(passwords['device-1']),
+        FLEET_DEVICE_2_PASSWORD: natsConfigString(passwords['device-2']),
+        FLEET_DEVICE_3_PASSWORD: natsConfigString(passwords['device-3']),
+      },
+      ...options,
+    });
+    return new FleetTestServer(server, passwords);
+  }
+
+  /** A connection service for the relay user (not yet connected). */
+  relay(options: FleetModuleOptions = {}): NatsConnectionService {
+    return this.track({
+      transport: 'nats',
+      role: 'relay',
+      user: 'relay',
+      password: this.passwords.relay,
+      ...options,
+    });
+  }
+
+  /** A connection service for one device user (not yet connected). */
+  device(
+    deviceId: keyof Omit<FleetTestPasswords, 'relay'>,
+    options: FleetModuleOptions = {},
+  ): NatsConnectionService {
+    return this.track({
+      transport: 'nats',
+      role: 'device',
+      deviceId,
+      user: deviceId,
+      password: this.passwords[deviceId],
+      ...options,
+    });
+  }
+
+  private track(options: FleetModuleOptions): NatsConnectionService {
+    const service = new NatsConnectionService(
+      resolveFleetConfig({ servers: [this.server.url], reconnectTimeWait: 100, ...options }),
+    );
+    this.connections.push(service);
+    return service;
+  }
+
+  /** Closes every connection made here, then stops the server and removes its files. */
+  async destroy(): Promise<void> {
+    for (const c of this.connections) await c.close().catch(() => undefined);
+    await this.server.destroy();
+  }
+}
