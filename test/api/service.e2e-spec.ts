@@ -1,4 +1,4 @@
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,7 +12,7 @@ import { loadServiceConfig, usesEmbeddedServers } from '../../src/app/service-co
 import { createServiceLogger } from '../../src/app/service-logger';
 import { describeUnless, needsEmbeddedServers, waitFor } from '../support/mongo-harness';
 import { pidAlive, secantusProcessesOf } from '../support/process-probe';
-import { serviceArgv } from '../support/service-command';
+import { serviceArgv, ensureServiceBuilt } from '../support/service-command';
 
 const ROOT = resolve(__dirname, '..', '..');
 const API_KEY = 'service-key-0123456789abcdef';
@@ -31,12 +31,7 @@ describeUnless(needsEmbeddedServers)('the runnable service (node dist/main.js)',
   const url = () => `http://127.0.0.1:${ports.http}`;
 
   beforeAll(async () => {
-    const build = spawnSync(process.execPath, ['scripts/ensure-build.js'], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
-    if (build.status !== 0) throw new Error(`build failed: ${build.stdout}\n${build.stderr}`);
+    ensureServiceBuilt();
 
     workDir = mkdtempSync(join(tmpdir(), 'sync-service-'));
     ports.http = await findFreePort();

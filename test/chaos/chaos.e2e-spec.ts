@@ -1,10 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Document, MongoClient } from 'mongodb';
 import { SyncVerifier } from '../../src/lib/verifier/sync-verifier';
-import { ROOT } from '../support/cli-runner';
+import { ensureServiceBuilt } from '../support/service-command';
 import {
   MongoHarness,
   TestMongoServer,
@@ -56,12 +55,7 @@ describeUnless(needsEmbeddedServers)(
     const faults: string[] = [];
 
     beforeAll(async () => {
-      const build = spawnSync(process.execPath, ['scripts/ensure-build.js'], {
-        cwd: ROOT,
-        encoding: 'utf8',
-        timeout: 180_000,
-      });
-      if (build.status !== 0) throw new Error(`build failed: ${build.stdout}\n${build.stderr}`);
+      ensureServiceBuilt();
       workDir = mkdtempSync(join(tmpdir(), 'sync-chaos-'));
       [atlasServer] = await harness.start(1, {
         name: 'chaos-atlas',

@@ -1,10 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Document, MongoClient } from 'mongodb';
 import { FAULT_POINT_NAMES } from '../../src/lib/common/fault-points';
-import { ROOT } from '../support/cli-runner';
+import { ensureServiceBuilt } from '../support/service-command';
 import { MongoHarness, TestMongoServer, uniqueDbName, waitFor } from '../support/mongo-harness';
 import { SyncProcess } from './sync-process';
 
@@ -26,12 +25,7 @@ describe('push path killed at every step', () => {
   let device: SyncProcess;
 
   beforeAll(async () => {
-    const build = spawnSync(process.execPath, ['scripts/ensure-build.js'], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      timeout: 180_000,
-    });
-    if (build.status !== 0) throw new Error(`build failed: ${build.stdout}\n${build.stderr}`);
+    ensureServiceBuilt();
     workDir = mkdtempSync(join(tmpdir(), 'sync-faults-'));
     [atlasServer, localServer] = await harness.start(2, { name: 'faults' });
     atlas = await harness.client(atlasServer);

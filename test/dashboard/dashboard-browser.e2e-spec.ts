@@ -1,6 +1,6 @@
 /// <reference lib="dom" />
 /// <reference lib="dom.iterable" />
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -10,7 +10,7 @@ import request from 'supertest';
 import { findFreePort } from '../../src/dev-servers/embedded-mongo-server';
 import { MongoHarness, uniqueDbName, waitFor } from '../support/mongo-harness';
 import { requireChromium } from '../support/chromium';
-import { serviceArgv } from '../support/service-command';
+import { serviceArgv, ensureServiceBuilt } from '../support/service-command';
 import { SyncDevice } from '../support/sync-device';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -46,12 +46,7 @@ describe('the operator dashboard in a headless browser', () => {
 
   beforeAll(async () => {
     const executablePath = requireChromium();
-    const build = spawnSync(process.execPath, ['scripts/ensure-build.js'], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      timeout: 180_000,
-    });
-    if (build.status !== 0) throw new Error(`build failed: ${build.stdout}\n${build.stderr}`);
+    ensureServiceBuilt();
 
     const [atlasSrv, serviceSrv, deviceSrv] = await harness.start(3, { name: 'dashboard' });
     const atlasClient = await harness.client(atlasSrv);

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './cli-runner';
@@ -22,4 +23,14 @@ export function serviceArgv(): string[] {
 /** The Node flags of `npm start` (between `node` and the entry). */
 export function serviceNodeFlags(): string[] {
   return serviceArgv().slice(0, -1);
+}
+
+/** Builds the service as `npm start` does (only when dist/ is older than the sources). */
+export function ensureServiceBuilt(): void {
+  const build = spawnSync(process.execPath, ['scripts/ensure-build.js'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 180_000,
+  });
+  if (build.status !== 0) throw new Error(`build failed: ${build.stdout}\n${build.stderr}`);
 }
