@@ -1,17 +1,25 @@
 import { Logger } from '@nestjs/common';
 import type { Db, Document, ObjectId } from 'mongodb';
-import type {
-  Connection,
-  HydratedDocument,
-  Model,
-  MongooseQueryMiddleware,
-  Query,
-  Schema,
-} from 'mongoose';
+import type { HydratedDocument, MongooseQueryMiddleware, Query, Schema } from 'mongoose';
 import { SYNC_COLLECTION_PREFIX, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { idKey } from '../common/sync-stamp';
-import { redactMessage, SyncCaptureError } from '../errors/sync.errors';
+import { SyncCaptureError } from '../errors/sync.errors';
 import { DirtyMarkerRepository } from './dirty-marker.repository';
+import { SyncCaptureChannel, syncCaptureChannel } from './sync-capture.channel';
+import {
+  AnyModel,
+  castFilter,
+  describe,
+  equalityId,
+  explicitId,
+  INVALID,
+  isObject,
+  isServerError,
+  objectIds,
+  resultIds,
+} from './sync-capture.helpers';
+
+export { SyncCaptureChannel, syncCaptureChannel } from './sync-capture.channel';
 
 const logger = new Logger('SyncCapturePlugin');
 
@@ -56,40 +64,8 @@ const MARK_CHUNK = 1000;
 /** Overlapping bulkWrites of one model remembered until their post hooks ran. */
 const MAX_BULK_IN_FLIGHT = 64;
 
-type AnyModel = Model<Document>;
 type AnyDocument = HydratedDocument<unknown>;
 type AnyQuery = Query<unknown, unknown> & { op?: string };
-
-/**
- * What the plugin shares with the module for one local connection: whether
- * it records writes (not once the module chose the change-stream capture)
- * and who to tell when a write was recorded.
- */
-export class SyncCaptureChannel {
-  /** Records until the module says the change stream captures this connection. */
-  recording = true;
-  private readonly listeners = new Set<() => void>();
-
-  onRecorded(listener: () => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  recorded(): void {
-    for (const listener of this.listeners) listener();
-  }
-}
-
-const channels = new WeakMap<Connection, SyncCaptureChannel>();
-
-export function syncCaptureChannel(connection: Connection): SyncCaptureChannel {
-  let channel = channels.get(connection);
-  if (!channel) {
-    channel = new SyncCaptureChannel();
-    channels.set(connection, channel);
-  }
-  return channel;
-}
 
 interface Target {
   collection: string;
@@ -477,69 +453,4 @@ async function readByIds(target: Target, ids: unknown[]): Promise<Map<string, Do
     .find({ _id: { $in: ids } } as Document)
     .toArray();
   return new Map(docs.map((d) => [idKey(d._id), d]));
-}
-
-/** The filter cast to the schema's types, as the write will send it; undefined when it does not cast. */
-function castFilter(model: AnyModel, filter: unknown): Document | undefined {
-  try {
-    return model.find(filter as Document).cast(model) as Document;
-  } catch {
-    return undefined;
-  }
-}
-
-const INVALID = Symbol('invalid id');
-
-/** The id a document to insert already has (cast as Mongoose will), undefined when Mongoose assigns one. */
-function explicitId(model: AnyModel, doc: unknown, lean: boolean): unknown {
-  if (!isObject(doc)) return INVALID;
-  const raw = doc._id;
-  if (raw === undefined || raw === null) return undefined;
-  if (lean || (doc as { $__?: unknown }).$__) return raw; // lean: stored as given; a document: cast already
-  try {
-    return model.castObject({ _id: raw })._id;
-  } catch {
-    return INVALID; // the insert fails validation the same way
-  }
-}
-
-/** The `_id` a filter pins (`{_id: v}` or `{_id: {$eq: v}}`). */
-function equalityId(filter: Document): unknown {
-  const v = filter._id;
-  if (v === undefined) return undefined;
-  if (isObject(v) && !(v as { _bsontype?: unknown })._bsontype && !(v instanceof Date)) {
-    const keys = Object.keys(v);
-    if (keys.some((k) => k.startsWith('$'))) return keys.length === 1 ? v.$eq : undefined;
-  }
-  return v;
-}
-
-function resultIds(result: unknown): unknown[] {
-  if (!isObject(result)) return [];
-  const r = result as {
-    _id?: unknown;
-    upsertedId?: unknown;
-    value?: { _id?: unknown } | null;
-    lastErrorObject?: { upserted?: unknown };
-  };
-  return [r._id, r.upsertedId, r.value?._id, r.lastErrorObject?.upserted].filter(
-    (id) => id !== undefined && id !== null,
-  );
-}
-
-/** True when the model's ids are auto ObjectIds (new ones sort after the time they were made). */
-function objectIds(model: AnyModel): boolean {
-  return model.schema.path('_id')?.instance === 'ObjectId';
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null;
-}
-
-function isServerError(err: unknown): boolean {
-  return err instanceof Error && /^Mongo/.test(err.name); // MongoServerError, MongoNetworkError, MongooseServerSelectionError...
-}
-
-function describe(err: unknown): string {
-  return redactMessage(err instanceof Error ? err.message : String(err));
 }

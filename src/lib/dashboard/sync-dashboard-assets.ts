@@ -18,6 +18,10 @@ const SOURCES: Record<string, { contentType: string; path: () => string }> = {
     contentType: 'text/javascript; charset=utf-8',
     path: () => staticFile('dashboard.js'),
   },
+  'dashboard-charts.js': {
+    contentType: 'text/javascript; charset=utf-8',
+    path: () => staticFile('dashboard-charts.js'),
+  },
   'dashboard.css': {
     contentType: 'text/css; charset=utf-8',
     path: () => staticFile('dashboard.css'),
