@@ -10,14 +10,15 @@ import type {
   Timestamp,
 } from 'mongodb';
 import { redactMessage } from '../errors/sync.errors';
+import { hasMongoErrorCode, MONGO_ERROR_CODES } from './mongo-error-codes';
 import { wakeableDelay } from './wakeable-delay';
 import { WaiterList } from './waiter-list';
 
 /** Error codes after which a stored resume token can never be used again. */
-const HISTORY_LOST_CODES = new Set([
-  286, // ChangeStreamHistoryLost
-  280, // ChangeStreamFatalError
-  260, // InvalidResumeToken
+const HISTORY_LOST_CODES = new Set<number>([
+  MONGO_ERROR_CODES.ChangeStreamHistoryLost,
+  MONGO_ERROR_CODES.ChangeStreamFatalError,
+  MONGO_ERROR_CODES.InvalidResumeToken,
 ]);
 
 /** Minimum time between two saves of an idle stream's token (ms). */
@@ -235,7 +236,8 @@ export class ChangeStreamTailer {
         if (this.stopping) break;
         let err = caught;
         // A token the server cannot even parse (9 FailedToParse when opening) is as dead as a pruned one.
-        const tokenRejected = this.openingWithToken && (err as { code?: number })?.code === 9;
+        const tokenRejected =
+          this.openingWithToken && hasMongoErrorCode(err, MONGO_ERROR_CODES.FailedToParse);
         if (isHistoryLostError(err) || tokenRejected) {
           this.logger.warn(`Resume point is gone (${describe(err)}): re-baselining`);
           try {

@@ -8,6 +8,8 @@ import { SyncConflictResolvedEvent, SyncEvents } from '../events/sync-events';
 import type { ConflictResolutionStrategy } from '../config/sync-options.interface';
 import { MonitorService } from '../monitor/monitor.service';
 import { decide, DecisionInput, SyncDecision } from './sync-decision';
+
+const HOUR_MS = 3_600_000;
 import type {
   ConflictContext,
   ConflictResolution,
@@ -131,8 +133,9 @@ export class ConflictResolverService implements OnModuleInit {
     const m = this.monitor.conflictCounters;
     return {
       total: m.total,
+      // Every recorded conflict was resolved: one is recorded only once its strategy decided it.
       resolved: m.total,
-      lastHour: await this.repository.countSince(new Date(Date.now() - 3600_000)),
+      lastHour: await this.repository.countSince(new Date(Date.now() - HOUR_MS)),
       byWinner: { ...m.byWinner },
     };
   }

@@ -3,6 +3,7 @@ import type { AnyBulkWriteOperation, Collection, Document } from 'mongodb';
 import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import { compareVersions, SyncVersion } from '../common/hybrid-logical-clock';
 import { DocumentRef, documentKeyOf, idKey } from '../common/sync-stamp';
+import { MONGO_ERROR_CODES } from '../common/mongo-error-codes';
 import { statementErrorsOf } from '../common/write-errors';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 
@@ -299,7 +300,8 @@ function advance(entry: OutboxEntry, rebase?: boolean): AnyBulkWriteOperation<Ou
 /** Indexes of the documents an unordered insert found already present; any other failure is rethrown. */
 function duplicateKeyIndexes(err: unknown): number[] {
   const list = statementErrorsOf(err);
-  if (list && list.length && list.every((w) => w.code === 11000)) return list.map((w) => w.index);
+  if (list && list.length && list.every((w) => w.code === MONGO_ERROR_CODES.DuplicateKey))
+    return list.map((w) => w.index);
   throw err;
 }
 
