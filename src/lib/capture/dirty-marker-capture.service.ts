@@ -2,7 +2,6 @@ import { InjectSyncConfig } from '../bidirectional-sync.decorators';
 import { Injectable, Logger } from '@nestjs/common';
 import type { Document } from 'mongodb';
 import { SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
-import { backoffDelay } from '../common/change-stream-tailer';
 import { groupBy } from '../common/group-by';
 import { idKey } from '../common/sync-stamp';
 import { WaiterList } from '../common/waiter-list';
@@ -22,7 +21,7 @@ import {
 import { DataEvent, LocalChangeCaptureService } from './local-change-capture.service';
 import { LocalCapture, LocalCaptureStatus } from './local-capture.interface';
 import { syncCaptureChannel } from './sync-capture.plugin';
-import { wakeableDelay } from '../common/wakeable-delay';
+import { WorkerLoop } from '../common/worker-loop';
 
 /**
  * A marker older than this is looked at one last time and removed: a write
@@ -51,10 +50,8 @@ interface CatchUpWaiter {
 @Injectable()
 export class DirtyMarkerCaptureService implements LocalCapture {
   private readonly logger = new Logger(DirtyMarkerCaptureService.name);
-  private loop?: Promise<void>;
-  private stopping = false;
-  private wake?: () => void;
-  private wakeRequested = false;
+  private readonly worker: WorkerLoop;
+  private indexed = false;
   private unsubscribe?: () => void;
   /** Markers written before this are settled (left by an earlier process, or a crash). */
   private startedAt = 0;
@@ -70,7 +67,23 @@ export class DirtyMarkerCaptureService implements LocalCapture {
     @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     private readonly stores: SyncStoresService,
     private readonly capture: LocalChangeCaptureService,
-  ) {}
+  ) {
+    this.worker = new WorkerLoop({
+      turn: () => this.turn(),
+      retry: {
+        initialMs: Math.min(config.reconnectInterval, 1000),
+        maxMs: config.maxReconnectInterval,
+      },
+      onFailure: (err, attempt, delay) => {
+        this.state.connected = false;
+        this.state.consecutiveFailures = attempt;
+        this.state.lastError = describe(err);
+        this.logger.warn(
+          `Dirty marker capture failed (attempt ${attempt}), retrying in ${delay} ms: ${this.state.lastError}`,
+        );
+      },
+    });
+  }
 
   get status(): LocalCaptureStatus {
     return { ...this.state };
@@ -81,25 +94,22 @@ export class DirtyMarkerCaptureService implements LocalCapture {
   }
 
   start(): void {
-    if (this.loop) return;
-    this.stopping = false;
+    if (this.worker.running) return;
     this.startedAt = Date.now();
     this.state.running = true;
     // A write recorded in this process is captured at once, not at the next interval.
-    this.unsubscribe = syncCaptureChannel(this.stores.connection).onRecorded(() => this.pollSoon());
-    this.loop = this.run().finally(() => {
-      this.state.running = false;
-      this.state.connected = false;
-      this.loop = undefined;
-    });
+    this.unsubscribe = syncCaptureChannel(this.stores.connection).onRecorded(() =>
+      this.worker.wake(),
+    );
+    this.worker.start();
   }
 
   async stop(): Promise<void> {
-    this.stopping = true;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
-    this.wake?.();
-    await this.loop;
+    await this.worker.stop();
+    this.state.running = false;
+    this.state.connected = false;
     this.catchUpWaiters.releaseAll();
   }
 
@@ -108,9 +118,9 @@ export class DirtyMarkerCaptureService implements LocalCapture {
    * handle: every model write made before the call has been captured.
    */
   caughtUp(): Promise<void> {
-    if (!this.loop) return Promise.resolve();
+    if (!this.worker.running) return Promise.resolve();
     const afterPoll = this.pollsStarted;
-    this.pollSoon();
+    this.worker.wake();
     return this.catchUpWaiters.wait({ afterPoll });
   }
 
@@ -130,48 +140,23 @@ export class DirtyMarkerCaptureService implements LocalCapture {
     }
   }
 
-  private pollSoon(): void {
-    this.wakeRequested = true;
-    this.wake?.();
-  }
-
-  private async run(): Promise<void> {
-    const reconnect = {
-      initialMs: Math.min(this.config.reconnectInterval, 1000),
-      maxMs: this.config.maxReconnectInterval,
-      maxAttempts: this.config.maxReconnectAttempts,
-    };
-    let indexed = false;
-    while (!this.stopping) {
-      this.wakeRequested = false;
-      const poll = ++this.pollsStarted;
-      let delay = this.config.outboxDrainInterval;
-      try {
-        if (!indexed) indexed = !!(await this.markers.ensureIndexes());
-        const drained = await this.poll();
-        this.state.connected = true;
-        this.state.consecutiveFailures = 0;
-        this.state.lastError = undefined;
-        if (drained) this.catchUpWaiters.release((w) => w.afterPoll < poll);
-        else delay = 0;
-      } catch (err) {
-        if (this.stopping) break;
-        this.state.connected = false;
-        this.state.consecutiveFailures++;
-        this.state.lastError = describe(err);
-        delay = backoffDelay(this.state.consecutiveFailures, reconnect);
-        this.logger.warn(
-          `Dirty marker capture failed (attempt ${this.state.consecutiveFailures}), retrying in ${delay} ms: ${this.state.lastError}`,
-        );
-      }
-      if (!this.wakeRequested || this.state.consecutiveFailures) await this.sleep(delay);
-    }
+  /** One poll: the interval's wait after it when every marker was handled, none when some are left. */
+  private async turn(): Promise<number> {
+    const poll = ++this.pollsStarted;
+    if (!this.indexed) this.indexed = !!(await this.markers.ensureIndexes());
+    const drained = await this.poll();
+    this.state.connected = true;
+    this.state.consecutiveFailures = 0;
+    this.state.lastError = undefined;
+    if (!drained) return 0;
+    this.catchUpWaiters.release((w) => w.afterPoll < poll);
+    return this.config.outboxDrainInterval;
   }
 
   /** Handles due markers page by page; true when none is left. */
   private async poll(): Promise<boolean> {
     const pageSize = this.config.outboxBatchSize;
-    for (let page = 0; page < MAX_PAGES_PER_POLL && !this.stopping; page++) {
+    for (let page = 0; page < MAX_PAGES_PER_POLL && !this.worker.stopRequested; page++) {
       const settledBefore = new Date(Math.max(Date.now() - MARKER_SETTLE_MS, this.startedAt));
       const markers = await this.markers.due(settledBefore, pageSize);
       if (!markers.length) return true;
@@ -280,12 +265,6 @@ export class DirtyMarkerCaptureService implements LocalCapture {
     }
     await this.markers.remove(marker);
     return found > 0;
-  }
-
-  private sleep(ms: number): Promise<void> {
-    const delay = wakeableDelay(ms);
-    this.wake = delay.wake;
-    return delay.done;
   }
 }
 

@@ -1,4 +1,5 @@
-import { backoffDelay, isHistoryLostError } from './change-stream-tailer';
+import { isHistoryLostError } from './change-stream-tailer';
+import { backoffDelay } from './worker-loop';
 
 describe('reconnect backoff', () => {
   const policy = { initialMs: 100, maxMs: 1000, maxAttempts: 5 };

@@ -11,8 +11,8 @@ import type {
 } from 'mongodb';
 import { redactMessage } from '../errors/sync.errors';
 import { hasMongoErrorCode, MONGO_ERROR_CODES } from './mongo-error-codes';
-import { wakeableDelay } from './wakeable-delay';
 import { WaiterList } from './waiter-list';
+import { ReconnectPolicy, WorkerLoop } from './worker-loop';
 
 /** Error codes after which a stored resume token can never be used again. */
 const HISTORY_LOST_CODES = new Set<number>([
@@ -36,25 +36,6 @@ export function isHistoryLostError(err: unknown): boolean {
   if (!e || typeof e !== 'object') return false;
   if (typeof e.code === 'number' && HISTORY_LOST_CODES.has(e.code)) return true;
   return e.codeName === 'ChangeStreamHistoryLost' || e.codeName === 'InvalidResumeToken';
-}
-
-export interface ReconnectPolicy {
-  /** First delay (ms). */
-  initialMs: number;
-  /** Delay cap (ms). */
-  maxMs: number;
-  /** Consecutive failures after which the stream reports itself unhealthy. */
-  maxAttempts: number;
-}
-
-/** Exponential backoff with full jitter in [delay/2, delay]. */
-export function backoffDelay(
-  attempt: number,
-  policy: ReconnectPolicy,
-  random = Math.random,
-): number {
-  const base = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(base / 2 + (random() * base) / 2);
 }
 
 export interface ChangeStreamTailerOptions {
@@ -106,9 +87,7 @@ export interface ChangeStreamTailerStatus {
 export class ChangeStreamTailer {
   private readonly logger: Logger;
   private stream?: ChangeStream;
-  private loop?: Promise<void>;
-  private stopping = false;
-  private wake?: () => void;
+  private readonly worker: WorkerLoop;
   private lastSavedToken?: string;
   /** True from opening with a stored token until the first successful read. */
   private openingWithToken = false;
@@ -130,6 +109,19 @@ export class ChangeStreamTailer {
 
   constructor(private readonly options: ChangeStreamTailerOptions) {
     this.logger = new Logger(`ChangeStreamTailer:${options.name}`);
+    this.worker = new WorkerLoop({
+      turn: () => this.turn(),
+      retry: options.reconnect,
+      recover: (err) => this.recover(err),
+      onFailure: (err, attempt, delay) => {
+        this.state.consecutiveFailures = attempt;
+        this.state.lastError = describe(err);
+        this.setConnected(false, this.state.lastError);
+        this.logger.warn(
+          `Change Stream reconnecting (attempt ${attempt}) in ${delay} ms: ${this.state.lastError}`,
+        );
+      },
+    });
   }
 
   get status(): ChangeStreamTailerStatus {
@@ -137,22 +129,18 @@ export class ChangeStreamTailer {
   }
 
   start(): void {
-    if (this.loop) return;
-    this.stopping = false;
+    if (this.worker.running) return;
     this.state.running = true;
-    this.loop = this.run().finally(() => {
-      this.state.running = false;
-      this.state.connected = false;
-      this.loop = undefined;
-    });
+    this.worker.start();
   }
 
   /** Stops reading; resolves once the batch in progress (if any) was handled and its token saved. */
   async stop(): Promise<void> {
-    this.stopping = true;
-    this.wake?.();
+    const stopped = this.worker.stop();
     await this.stream?.close().catch(() => undefined);
-    await this.loop;
+    await stopped;
+    this.state.running = false;
+    this.state.connected = false;
     this.catchUpWaiters.releaseAll();
     this.openWaiters.releaseAll();
   }
@@ -166,19 +154,19 @@ export class ChangeStreamTailer {
    * stopped stream.
    */
   async caughtUp(): Promise<void> {
-    if (!this.loop) return;
+    if (!this.worker.running) return;
     const afterPoll = this.pollsStarted;
     // A stream opened without a token starts after whatever was written
     // before its cursor existed, so a mark written then would never be read.
     if (this.options.progressMark && !this.streamOpen) await this.openWaiters.wait({});
-    if (!this.loop) return;
+    if (!this.worker.running) return;
     const mark = await this.writeProgressMark();
     // Without a mark: the server's operation time now. (A write's reply may
     // carry a time later than the write's own event, so a mark is waited for
     // by its value, not by its time.)
     const target = mark === undefined ? await this.operationTime() : undefined;
     // The mark's event may have been read while the write's reply was on its way.
-    if (!this.loop || (mark !== undefined && mark <= this.marksRead)) return;
+    if (!this.worker.running || (mark !== undefined && mark <= this.marksRead)) return;
     return this.catchUpWaiters.wait({ target, afterPoll, mark });
   }
 
@@ -228,40 +216,28 @@ export class ChangeStreamTailer {
     return nonce === this.markNonce ? Number(seq) : 0;
   }
 
-  private async run(): Promise<void> {
-    while (!this.stopping) {
-      try {
-        await this.tail();
-      } catch (caught) {
-        if (this.stopping) break;
-        let err = caught;
-        // A token the server cannot even parse (9 FailedToParse when opening) is as dead as a pruned one.
-        const tokenRejected =
-          this.openingWithToken && hasMongoErrorCode(err, MONGO_ERROR_CODES.FailedToParse);
-        if (isHistoryLostError(err) || tokenRejected) {
-          this.logger.warn(`Resume point is gone (${describe(err)}): re-baselining`);
-          try {
-            await this.options.onHistoryLost(err);
-            continue;
-          } catch (rebaselineError) {
-            err = rebaselineError;
-          }
-        }
-        this.state.consecutiveFailures++;
-        this.state.lastError = describe(err);
-        this.setConnected(false, this.state.lastError);
-        const delay = backoffDelay(this.state.consecutiveFailures, this.options.reconnect);
-        this.logger.warn(
-          `Change Stream reconnecting (attempt ${this.state.consecutiveFailures}) in ${delay} ms: ${this.state.lastError}`,
-        );
-        await this.sleep(delay);
-      } finally {
-        const stream = this.stream;
-        this.stream = undefined;
-        this.streamOpen = false;
-        await stream?.close().catch(() => undefined);
-      }
+  /** One stream's life: read until stopped or failed, then close it. */
+  private async turn(): Promise<number> {
+    try {
+      await this.tail();
+    } finally {
+      const stream = this.stream;
+      this.stream = undefined;
+      this.streamOpen = false;
+      await stream?.close().catch(() => undefined);
     }
+    return 0;
+  }
+
+  /** A resume point that is gone is no failure to retry: re-baseline, then open anew. */
+  private async recover(err: unknown): Promise<boolean> {
+    // A token the server cannot even parse (FailedToParse when opening) is as dead as a pruned one.
+    const tokenRejected =
+      this.openingWithToken && hasMongoErrorCode(err, MONGO_ERROR_CODES.FailedToParse);
+    if (!isHistoryLostError(err) && !tokenRejected) return false;
+    this.logger.warn(`Resume point is gone (${describe(err)}): re-baselining`);
+    await this.options.onHistoryLost(err);
+    return true;
   }
 
   private async tail(): Promise<void> {
@@ -280,10 +256,11 @@ export class ChangeStreamTailer {
       this.streamOpen = true;
       this.openWaiters.releaseAll();
     });
-    while (!this.stopping) {
+    while (!this.worker.stopRequested) {
       const poll = ++this.pollsStarted;
       const first = await stream.tryNext();
       this.openingWithToken = false;
+      this.worker.succeeded();
       this.state.consecutiveFailures = 0;
       this.state.lastError = undefined;
       this.setConnected(true);
@@ -348,12 +325,6 @@ export class ChangeStreamTailer {
     if (connected) this.state.disconnectedSince = undefined;
     else this.state.disconnectedSince ??= new Date();
     if (changed) this.options.onStateChange?.(connected ? 'connected' : 'disconnected', detail);
-  }
-
-  private sleep(ms: number): Promise<void> {
-    const delay = wakeableDelay(ms);
-    this.wake = delay.wake;
-    return delay.done;
   }
 }
 

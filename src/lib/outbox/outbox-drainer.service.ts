@@ -2,7 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { InjectSyncConfig } from '../bidirectional-sync.decorators';
-import { backoffDelay } from '../common/change-stream-tailer';
+import { backoffDelay, UNTIL_WOKEN, WorkerLoop } from '../common/worker-loop';
 import { groupBy } from '../common/group-by';
 import { faultPoint } from '../common/fault-points';
 import { idKey, readStamp } from '../common/sync-stamp';
@@ -44,8 +44,16 @@ export interface DrainerStatus {
 @Injectable()
 export class OutboxDrainerService {
   private readonly logger = new Logger(OutboxDrainerService.name);
-  private draining?: Promise<number>;
-  private drainAgain = false;
+  private readonly worker = new WorkerLoop({
+    turn: async () => {
+      this.lastHandled = await this.drainAll();
+      return UNTIL_WOKEN; // the scheduled job and new entries wake it
+    },
+    retry: PUSH_RETRY,
+  });
+  private lastHandled = 0;
+  /** A drain asked for while the worker is stopped (the flush on shutdown). */
+  private drainWhileStopped?: Promise<number>;
   private stopSignal?: () => void;
   private readonly state: DrainerStatus = { running: false, consecutiveFailures: 0 };
 
@@ -68,15 +76,16 @@ export class OutboxDrainerService {
   start(): void {
     if (this.state.running) return;
     this.state.running = true;
-    this.addInterval(DRAIN_JOB, this.config.outboxDrainInterval, () => this.drainScheduled());
+    this.addInterval(DRAIN_JOB, this.config.outboxDrainInterval, () => this.worker.wake());
     this.addInterval(CLEANUP_JOB, this.config.originTrackingCleanupInterval, () =>
       this.conflicts.trim().catch((err) => this.logger.warn(`Conflict trim failed: ${err}`)),
     );
     // New entries are pushed at once; the interval is the retry path (and the
     // only one while Atlas is failing, so a burst of writes is not a burst of retries).
     this.stopSignal = this.outbox.onEnqueued(() => {
-      if (this.state.consecutiveFailures === 0) this.drainScheduled();
+      if (this.state.consecutiveFailures === 0) this.worker.wake();
     });
+    this.worker.start();
   }
 
   async stop(): Promise<void> {
@@ -86,7 +95,7 @@ export class OutboxDrainerService {
       if (this.scheduler.doesExist('interval', job)) this.scheduler.deleteInterval(job);
     }
     this.state.running = false;
-    await this.draining?.catch(() => undefined);
+    await this.worker.stop();
   }
 
   private addInterval(name: string, ms: number, fn: () => unknown): void {
@@ -96,25 +105,16 @@ export class OutboxDrainerService {
     this.scheduler.addInterval(name, timer);
   }
 
-  private drainScheduled(): void {
-    // Runs never overlap: a request during a run makes one more run after it.
-    if (this.draining) {
-      this.drainAgain = true;
-      return;
+  /** Pushes everything due now, batch after batch; returns the number of entries handled. */
+  async drain(): Promise<number> {
+    if (!this.worker.running) {
+      this.drainWhileStopped ??= this.drainAll().finally(
+        () => (this.drainWhileStopped = undefined),
+      );
+      return this.drainWhileStopped;
     }
-    this.drain().catch(() => undefined);
-  }
-
-  /** Pushes everything due, batch after batch; returns the number of entries handled. */
-  drain(): Promise<number> {
-    this.draining ??= this.drainAll().finally(() => {
-      this.draining = undefined;
-      if (this.drainAgain && this.state.running) {
-        this.drainAgain = false;
-        this.drainScheduled();
-      }
-    });
-    return this.draining;
+    await this.worker.nextTurn();
+    return this.lastHandled;
   }
 
   private async drainAll(): Promise<number> {
