@@ -7,7 +7,7 @@ import { MONGO_ERROR_CODES } from '../common/mongo-error-codes';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { statementErrorsOf } from '../common/write-errors';
 import { ConflictResolverService } from '../conflict/conflict-resolver.service';
-import type { ConflictNote } from '../conflict/sync-decision';
+import { ConflictNote, decide } from '../conflict/sync-decision';
 import { redactMessage } from '../errors/sync.errors';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
@@ -77,13 +77,129 @@ export class AtlasPushApplier {
     edits: E[],
     holdResolved: (resolved: ResolvedState[]) => Promise<void>,
   ): Promise<Map<E, PushOutcome>> {
+    const outcomes = new Map<E, PushOutcome>();
+    const rest = await this.fastForward(collection, edits, outcomes);
+    if (rest.length) await this.readAndDecide(collection, rest, holdResolved, outcomes);
+    return outcomes;
+  }
+
+  /**
+   * The common case without reading Atlas first. An edit of the state Atlas
+   * held when this device last synced the document (its base), or of a
+   * document new to Atlas, is what `decide()` calls a fast-forward if Atlas
+   * still holds that state; a compare-and-set on it makes sure it does (an
+   * update never creates a document, so nothing deleted meanwhile comes
+   * back). A new document that meets a tombstone is taken back. Returns the
+   * edits this did not settle, for `readAndDecide`.
+   */
+  private async fastForward<E extends PushedEdit>(
+    collection: string,
+    edits: E[],
+    outcomes: Map<E, PushOutcome>,
+  ): Promise<E[]> {
+    const planned: { edit: E; doc: Document }[] = [];
+    const rest: E[] = [];
+    for (const edit of edits) {
+      const base = edit.base ?? undefined;
+      const decision =
+        edit.op === 'upsert' && edit.doc
+          ? decide({
+              strategy: this.conflicts.strategy,
+              instanceId: this.origin.instanceId,
+              clock: this.origin.clock,
+              collection,
+              documentId: edit.i,
+              change: {
+                direction: 'push',
+                local: { doc: edit.doc, version: edit.v, base },
+                atlas: { exists: base !== undefined, version: base },
+              },
+            })
+          : undefined;
+      if (decision?.kind === 'take' && !decision.conflict && decision.doc)
+        planned.push({ edit, doc: stamped(decision.doc, edit.i, decision.stamp) });
+      else rest.push(edit);
+    }
+    if (!planned.length) return rest;
+    const coll = this.stores.atlas.collection(collection);
+    let failures = new Map<number, { code: number; message: string }>();
+    let landed = 0;
+    try {
+      const result = await coll.bulkWrite(
+        planned.map(({ edit, doc }) => ({
+          replaceOne: {
+            filter: casFilter(edit.i, edit.base ?? undefined),
+            replacement: doc,
+            upsert: edit.base == null,
+          },
+        })),
+        { ordered: false },
+      );
+      landed = result.matchedCount + result.upsertedCount;
+    } catch (err) {
+      failures = failuresOf(err);
+    }
+    // A compare-and-set that matched nothing raises no error: read back what landed.
+    const now =
+      landed === planned.length
+        ? undefined
+        : await findByIds(
+            coll,
+            planned.filter((_p, i) => !failures.has(i)).map((p) => p.edit.i),
+          );
+    const created: E[] = [];
+    planned.forEach(({ edit }, i) => {
+      const failure = failures.get(i);
+      if (failure && failure.code !== MONGO_ERROR_CODES.DuplicateKey)
+        outcomes.set(edit, { error: redactMessage(failure.message) });
+      else if (!failure && (!now || readStamp(now.get(idKey(edit.i)))?.v === edit.v)) {
+        outcomes.set(edit, 'applied');
+        if (edit.base == null) created.push(edit);
+      } else rest.push(edit); // Atlas holds another state (or a document with this new id)
+    });
+    return [...rest, ...(await this.takeBackFromTombstones(collection, created, outcomes))];
+  }
+
+  /**
+   * New documents written where a tombstone says a document of that id was
+   * deleted: taken back (a compare-and-set on what was written) and left to
+   * `readAndDecide`, which weighs them against the delete.
+   */
+  private async takeBackFromTombstones<E extends PushedEdit>(
+    collection: string,
+    created: E[],
+    outcomes: Map<E, PushOutcome>,
+  ): Promise<E[]> {
+    if (!created.length) return [];
+    const atlas = this.stores.atlas;
+    const tombs = await this.tombstones.find(
+      atlas,
+      collection,
+      created.map((e) => e.i),
+    );
+    const deleted = created.filter((e) => tombs.has(idKey(e.i)));
+    if (!deleted.length) return [];
+    await atlas.collection(collection).bulkWrite(
+      deleted.map((e) => ({ deleteOne: { filter: casFilter(e.i, e.v) } })),
+      { ordered: false },
+    );
+    for (const e of deleted) outcomes.delete(e);
+    return deleted;
+  }
+
+  /** The full path: Atlas's current states are read and each edit is decided against its own. */
+  private async readAndDecide<E extends PushedEdit>(
+    collection: string,
+    edits: E[],
+    holdResolved: (resolved: ResolvedState[]) => Promise<void>,
+    outcomes: Map<E, PushOutcome>,
+  ): Promise<void> {
     const atlas = this.stores.atlas;
     const ids = edits.map((e) => e.i);
     const [docs, tombs] = await Promise.all([
       findByIds(atlas.collection(collection), ids),
       this.tombstones.find(atlas, collection, ids),
     ]);
-    const outcomes = new Map<E, PushOutcome>();
     const writes: PlannedWrite[] = [];
     const resolved: ResolvedState[] = [];
     const conflicts: (ConflictNote & { documentId: unknown })[] = [];
@@ -141,7 +257,6 @@ export class AtlasPushApplier {
     );
     if (resolved.length) await holdResolved(resolved);
     await this.write(collection, writes, outcomes as Map<PushedEdit, PushOutcome>);
-    return outcomes;
   }
 
   private async write(
@@ -236,10 +351,13 @@ async function bulkFailures(
     await write;
     return new Map();
   } catch (err) {
-    const list = statementErrorsOf(err);
-    if (!list) throw err;
-    return new Map(
-      list.map((w) => [w.index, { code: w.code, message: w.errmsg ?? String(w.code) }]),
-    );
+    return failuresOf(err);
   }
+}
+
+/** Index → error of a bulk write error's failed statements; rethrows any other error. */
+function failuresOf(err: unknown): Map<number, { code: number; message: string }> {
+  const list = statementErrorsOf(err);
+  if (!list) throw err;
+  return new Map(list.map((w) => [w.index, { code: w.code, message: w.errmsg ?? String(w.code) }]));
 }

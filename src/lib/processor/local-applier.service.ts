@@ -340,7 +340,12 @@ export class LocalApplierService {
     const result = model
       ? await model.deleteOne(filter)
       : await this.local(collection).deleteOne(filter);
-    if (result.deletedCount === 0) throw new CasMismatch();
+    if (result.deletedCount === 0) {
+      // Changed since the read, so not deleted: the tombstone must not outlive the decision,
+      // or the host's own later delete of the document would pass for the engine's.
+      await this.tombstones.remove(this.stores.local, collection, [{ id, upTo: stamp.v }]);
+      throw new CasMismatch();
+    }
     return 'applied';
   }
 

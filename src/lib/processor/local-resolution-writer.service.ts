@@ -38,7 +38,15 @@ export class LocalResolutionWriter {
         await this.tombstones.upsert(this.stores.local, [
           tombstoneOf(collection, edit.i, stamp, 'remote'),
         ]);
-        await this.local(collection).deleteOne(filter);
+        const result = await this.local(collection).deleteOne(filter);
+        // A newer local edit kept the document: no tombstone of the engine's may stay beside it.
+        if (
+          !result.deletedCount &&
+          (await this.local(collection).countDocuments({ _id: edit.i } as Document))
+        )
+          await this.tombstones.remove(this.stores.local, collection, [
+            { id: edit.i, upTo: stamp.v },
+          ]);
       }
     }
   }
