@@ -1,7 +1,14 @@
 import { Injectable, Logger } from '@nestjs/common';
-import type { Db, Document } from 'mongodb';
+import type { Document } from 'mongodb';
 import { ATLAS_ORIGIN, SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
-import { compareVersions, successor } from '../common/hybrid-logical-clock';
+import { compareVersions, successor, SyncVersion } from '../common/hybrid-logical-clock';
+import { issuedStamp } from '../common/engine-writes';
+import { findByIds } from '../common/find-by-ids';
+import { CaptureModeService } from '../capture/capture-mode.service';
+import { LocalChangeCaptureService } from '../capture/local-change-capture.service';
+import { ConflictResolverService } from '../conflict/conflict-resolver.service';
+import { asReplaceEvent, writtenWithoutCapture } from './uncaptured-writes';
+import { pagesById } from './pages-by-id';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { SyncStoresService } from '../metadata/sync-stores.service';
@@ -23,6 +30,8 @@ export interface RebaselineProgress {
   compared: number;
   copiedToLocal: number;
   queuedToAtlas: number;
+  /** Local documents deleted because Atlas deleted them and no tombstone was left (see the README). */
+  deletedLocally: number;
   /** Documents on both sides when the re-baseline started (an estimate; a document on both counts twice). */
   total?: number;
   /** `total - compared`, never below 0. */
@@ -54,7 +63,6 @@ export interface RebaselineCheckpoint {
   queuedToAtlas: number;
 }
 
-const PAGE = 500;
 /** Reading the current position needs only the first (empty) batch: wait briefly (ms). */
 const POSITION_READ_MAX_AWAIT_MS = 50;
 
@@ -63,28 +71,6 @@ export const UNSTAMPED_ATLAS_STAMP: SyncStamp = {
   v: successor(`000000000000000-000000-${ATLAS_ORIGIN}`, ATLAS_ORIGIN)!,
   o: ATLAS_ORIGIN,
 };
-
-/** One `_id` type bracket of a collection in `_id` order, a page at a time, starting after `afterId`. */
-async function* pagesById(
-  db: Db,
-  collection: string,
-  bracket: Document | undefined,
-  after?: { id: unknown },
-): AsyncGenerator<Document[]> {
-  let last = after;
-  for (;;) {
-    const range: Document = { ...(bracket ?? {}), ...(last ? { $gt: last.id } : {}) };
-    const page = await db
-      .collection(collection)
-      .find(Object.keys(range).length ? { _id: range } : {})
-      .sort({ _id: 1 })
-      .limit(PAGE)
-      .toArray();
-    if (!page.length) return;
-    last = { id: page[page.length - 1]._id };
-    yield page;
-  }
-}
 
 /**
  * Brings both sides together without a usable change stream position: on a
@@ -105,7 +91,9 @@ export class RebaselineService {
     compared: 0,
     copiedToLocal: 0,
     queuedToAtlas: 0,
+    deletedLocally: 0,
   };
+  private readonly warnedEmpty = new Set<string>();
 
   constructor(
     @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
@@ -116,6 +104,9 @@ export class RebaselineService {
     private readonly tombstones: TombstoneRepository,
     private readonly tokens: ResumeTokenRepository,
     private readonly metadata: SyncMetadataRepository,
+    private readonly captureMode: CaptureModeService,
+    private readonly capture: LocalChangeCaptureService,
+    private readonly conflicts: ConflictResolverService,
   ) {}
 
   get progress(): RebaselineProgress {
@@ -145,6 +136,7 @@ export class RebaselineService {
       compared: checkpoint.compared,
       copiedToLocal: checkpoint.copiedToLocal,
       queuedToAtlas: checkpoint.queuedToAtlas,
+      deletedLocally: 0,
       total: await this.estimateTotal(collections),
       error: undefined,
     });
@@ -312,7 +304,12 @@ export class RebaselineService {
     }
   }
 
-  /** Local → Atlas: local documents missing on Atlas or newer than Atlas's copy go to the outbox. */
+  /**
+   * Local → Atlas: local documents missing on Atlas or newer than Atlas's
+   * copy go to the outbox, except stamped documents that Atlas no longer
+   * holds and holds no tombstone of (deleted after the tombstone expired, or
+   * on Atlas without the module while no device streamed): see `absentOnAtlas`.
+   */
   private async pushPage(collection: string, page: Document[]): Promise<void> {
     const ids = page.map((d) => d._id);
     const remote = await this.stores.atlas
@@ -322,6 +319,7 @@ export class RebaselineService {
     const remoteVersions = new Map(remote.map((d) => [idKey(d._id), readStamp(d)?.v]));
     const remoteTombs = await this.tombstones.find(this.stores.atlas, collection, ids);
     const entries: NewOutboxEntry[] = [];
+    const absent: Document[] = [];
     for (const doc of page) {
       const key = idKey(doc._id);
       let stamp = readStamp(doc);
@@ -329,9 +327,16 @@ export class RebaselineService {
         ? remoteVersions.get(key)
         : remoteTombs.get(key)?._sync.v;
       const onAtlas = remoteVersions.has(key) || remoteTombs.has(key);
+      if (stamp && !onAtlas) {
+        absent.push(doc);
+        continue;
+      }
       if (!stamp) {
         // Data written before the module ran: stamp it now (newer than whatever Atlas holds).
-        stamp = { v: this.origin.clock.tickAfter(atlasVersion), o: this.origin.instanceId };
+        stamp = issuedStamp(doc, doc._id, {
+          v: this.origin.clock.tickAfter(atlasVersion),
+          o: this.origin.instanceId,
+        });
         await this.stores.local
           .collection(collection)
           .updateOne({ _id: doc._id, [SYNC_STAMP_FIELD]: { $exists: false } } as Document, {
@@ -339,19 +344,123 @@ export class RebaselineService {
           });
       }
       if (!onAtlas || compareVersions(stamp.v, atlasVersion) > 0) {
-        entries.push({
-          collection,
-          id: doc._id,
-          op: 'upsert',
-          v: stamp.v,
-          base: atlasVersion,
-          rebase: true,
-          doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
-        });
+        entries.push(this.rebaseEntry(collection, doc, stamp, atlasVersion));
       }
     }
+    if (absent.length) entries.push(...(await this.absentOnAtlas(collection, absent)));
     await this.outbox.enqueue(entries);
     this.state.compared += page.length;
     this.state.queuedToAtlas += entries.length;
+  }
+
+  private rebaseEntry(
+    collection: string,
+    doc: Document,
+    stamp: SyncStamp,
+    atlasVersion: SyncVersion | undefined,
+  ): NewOutboxEntry {
+    return {
+      collection,
+      id: doc._id,
+      op: 'upsert',
+      v: stamp.v,
+      base: atlasVersion,
+      rebase: true,
+      doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
+    };
+  }
+
+  /**
+   * Stamped local documents that Atlas holds neither as a document nor as a
+   * tombstone. A stamp means the document was synced once, so Atlas deleted
+   * it and forgot the delete (its tombstone expired, or the delete was made
+   * without the module while no device streamed). The rules:
+   * - unmodified since it was last synced (its content matches its stamp's
+   *   digest, or the stamp predates digests, and no local edit is pending):
+   *   it is deleted here too, like an applied delete (a `remote` tombstone);
+   * - modified (a pending outbox entry, or content the stamp does not
+   *   describe): the edit wins over the delete; it is pushed (an uncaptured
+   *   write is captured first, as a local edit) and a conflict is recorded;
+   * - unless the Atlas collection is empty: then Atlas was emptied or
+   *   replaced rather than edited, nothing is deleted here, and everything
+   *   is pushed back (with a warning).
+   * Returns the outbox entries to add.
+   */
+  private async absentOnAtlas(collection: string, docs: Document[]): Promise<NewOutboxEntry[]> {
+    if (await this.atlasCollectionEmpty(collection)) {
+      if (!this.warnedEmpty.has(collection)) {
+        this.warnedEmpty.add(collection);
+        this.logger.warn(
+          `Atlas collection "${collection}" is empty while this device holds synced documents of it: pushing them back instead of deleting them here (Atlas emptied or replaced?)`,
+        );
+      }
+      return docs.map((doc) => this.rebaseEntry(collection, doc, readStamp(doc)!, undefined));
+    }
+    let current = docs;
+    if (docs.some(writtenWithoutCapture)) {
+      // A host write the capture has not recorded yet: let it record it, then look again.
+      await this.captureMode.active.caughtUp();
+      current = [
+        ...(
+          await findByIds(
+            this.stores.local.collection(collection),
+            docs.map((d) => d._id),
+          )
+        ).values(),
+      ];
+    }
+    const pending = await this.outbox.pendingFor(
+      collection,
+      current.map((d) => d._id),
+    );
+    const uncaptured = current.filter(
+      (d) => !pending.has(idKey(d._id)) && readStamp(d) && writtenWithoutCapture(d),
+    );
+    if (uncaptured.length)
+      await this.capture.captureBatch(
+        uncaptured.map((d) => asReplaceEvent(this.stores.local.databaseName, collection, d)),
+      );
+    const modified = new Set([...pending.keys(), ...uncaptured.map((d) => idKey(d._id))]);
+    const unmodified = current.filter((d) => !modified.has(idKey(d._id)));
+    if (unmodified.length) {
+      await this.processor.applyChanges(
+        unmodified.map((d) => ({
+          collection,
+          id: d._id,
+          operation: 'delete',
+          // Every device derives the same version: just after the state it last synced.
+          stamp: { v: successor(readStamp(d)!.v, ATLAS_ORIGIN)!, o: ATLAS_ORIGIN },
+        })),
+      );
+      this.state.deletedLocally += unmodified.length;
+      this.logger.log(
+        `Re-baseline ${collection}: ${unmodified.length} documents deleted on Atlas (no tombstone left) deleted here too`,
+      );
+    }
+    if (modified.size) {
+      const now = await findByIds(
+        this.stores.local.collection(collection),
+        current.map((d) => d._id),
+      );
+      await this.conflicts.logConflict(
+        ...current
+          .filter((d) => modified.has(idKey(d._id)))
+          .map((d) => ({
+            collection,
+            documentId: d._id,
+            localVersion: pending.get(idKey(d._id))?.v ?? readStamp(now.get(idKey(d._id)))?.v,
+            atlasVersion: undefined,
+            winner: 'local' as const,
+          })),
+      );
+    }
+    // Pending entries are pushed as they are; captured edits went through the capture's push.
+    return [];
+  }
+
+  private async atlasCollectionEmpty(collection: string): Promise<boolean> {
+    return !(await this.stores.atlas
+      .collection(collection)
+      .findOne({}, { projection: { _id: 1 } }));
   }
 }
