@@ -61,6 +61,8 @@ export interface RebaselineCheckpoint {
   compared: number;
   copiedToLocal: number;
   queuedToAtlas: number;
+  /** Collections Atlas held no document of when this re-baseline reached them (nothing is deleted locally there). */
+  atlasEmpty?: string[];
 }
 
 /** Reading the current position needs only the first (empty) batch: wait briefly (ms). */
@@ -152,6 +154,12 @@ export class RebaselineService {
         if (saved?.collection && collection < saved.collection) continue;
         const resumeHere = saved?.collection === collection ? saved : undefined;
         this.state.collection = collection;
+        if (!resumeHere && this.config.pushesCollection(collection)) {
+          // Judged once, before this device pushes anything of it (see absentOnAtlas).
+          if (await this.atlasCollectionEmpty(collection))
+            checkpoint.atlasEmpty = [...(checkpoint.atlasEmpty ?? []), collection];
+          await this.metadata.saveRebaselineCheckpoint(id, checkpoint);
+        }
         if (this.config.pullsCollection(collection) && resumeHere?.phase !== 'push') {
           await this.walk(collection, 'pull', checkpoint, resumeHere);
           await this.pullTombstones(collection);
@@ -196,7 +204,7 @@ export class RebaselineService {
       skipping = false;
       for await (const page of pagesById(db, collection, bracket, after)) {
         if (phase === 'pull') await this.pullPage(collection, page);
-        else await this.pushPage(collection, page);
+        else await this.pushPage(collection, page, checkpoint.atlasEmpty?.includes(collection));
         Object.assign(checkpoint, {
           collection,
           phase,
@@ -310,7 +318,7 @@ export class RebaselineService {
    * holds and holds no tombstone of (deleted after the tombstone expired, or
    * on Atlas without the module while no device streamed): see `absentOnAtlas`.
    */
-  private async pushPage(collection: string, page: Document[]): Promise<void> {
+  private async pushPage(collection: string, page: Document[], atlasEmpty = false): Promise<void> {
     const ids = page.map((d) => d._id);
     const remote = await this.stores.atlas
       .collection(collection)
@@ -347,7 +355,7 @@ export class RebaselineService {
         entries.push(this.rebaseEntry(collection, doc, stamp, atlasVersion));
       }
     }
-    if (absent.length) entries.push(...(await this.absentOnAtlas(collection, absent)));
+    if (absent.length) await this.absentOnAtlas(collection, absent, atlasEmpty);
     await this.outbox.enqueue(entries);
     this.state.compared += page.length;
     this.state.queuedToAtlas += entries.length;
@@ -381,20 +389,29 @@ export class RebaselineService {
    * - modified (a pending outbox entry, or content the stamp does not
    *   describe): the edit wins over the delete; it is pushed (an uncaptured
    *   write is captured first, as a local edit) and a conflict is recorded;
-   * - unless the Atlas collection is empty: then Atlas was emptied or
-   *   replaced rather than edited, nothing is deleted here, and everything
-   *   is pushed back (with a warning).
-   * Returns the outbox entries to add.
+   * - unless the Atlas collection was empty when the re-baseline reached it:
+   *   then Atlas was emptied or replaced rather than edited, nothing is
+   *   deleted here, and everything is pushed back as new local edits (with
+   *   a warning).
    */
-  private async absentOnAtlas(collection: string, docs: Document[]): Promise<NewOutboxEntry[]> {
-    if (await this.atlasCollectionEmpty(collection)) {
+  private async absentOnAtlas(
+    collection: string,
+    docs: Document[],
+    atlasEmpty: boolean,
+  ): Promise<void> {
+    if (atlasEmpty) {
       if (!this.warnedEmpty.has(collection)) {
         this.warnedEmpty.add(collection);
         this.logger.warn(
-          `Atlas collection "${collection}" is empty while this device holds synced documents of it: pushing them back instead of deleting them here (Atlas emptied or replaced?)`,
+          `Atlas collection "${collection}" was empty while this device holds synced documents of it: pushing them back instead of deleting them here (Atlas emptied or replaced?)`,
         );
       }
-      return docs.map((doc) => this.rebaseEntry(collection, doc, readStamp(doc)!, undefined));
+      // As new local edits: their versions beat the delete another device may derive meanwhile.
+      await this.capture.captureBatch(
+        docs.map((d) => asReplaceEvent(this.stores.local.databaseName, collection, d)),
+      );
+      this.state.queuedToAtlas += docs.length;
+      return;
     }
     let current = docs;
     if (docs.some(writtenWithoutCapture)) {
@@ -455,7 +472,7 @@ export class RebaselineService {
       );
     }
     // Pending entries are pushed as they are; captured edits went through the capture's push.
-    return [];
+    this.state.queuedToAtlas += modified.size;
   }
 
   private async atlasCollectionEmpty(collection: string): Promise<boolean> {
