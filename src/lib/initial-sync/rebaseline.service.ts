@@ -335,7 +335,8 @@ export class RebaselineService {
         ? remoteVersions.get(key)
         : remoteTombs.get(key)?._sync.v;
       const onAtlas = remoteVersions.has(key) || remoteTombs.has(key);
-      if (stamp && !onAtlas) {
+      // Only where Atlas's deletes are applied here at all (not in push-only collections).
+      if (stamp && !onAtlas && this.config.pullsCollection(collection)) {
         absent.push(doc);
         continue;
       }
