@@ -1,6 +1,7 @@
 import type { Document, MongoClient } from 'mongodb';
 import { waitFor } from '../support/mongo-harness';
 import { SyncCluster } from '../support/sync-cluster';
+import { LocalChangeCaptureService } from '../../src/lib/capture/local-change-capture.service';
 
 /** Device A's local oplog keeps this much history (s); the stop outlasts it. */
 const LOCAL_OPLOG_RETENTION_S = 2;
@@ -53,6 +54,16 @@ describe('local history loss: the re-scan pushes the writes the capture missed',
     const pruned = await localA.db('admin').command({ 'secantusAdmin.pruneOplog': 1 });
     expect(pruned.pruned).toBeGreaterThan(0);
 
+    // The re-scan is cut short once, on its second page (as by a crash): it
+    // continues from its checkpoint.
+    const capture = a.get(LocalChangeCaptureService);
+    const captureBatch = capture.captureBatch.bind(capture);
+    let rescanPages = 0;
+    const spy = jest.spyOn(capture, 'captureBatch').mockImplementation(async (events) => {
+      if ((events[0]?._id as { rescan?: boolean })?.rescan && ++rescanPages === 2)
+        throw new Error('simulated failure during the re-scan');
+      return captureBatch(events);
+    });
     const restarted = Date.now();
     await a.sync.start();
     const expected = new Map<string, string>([
@@ -74,13 +85,15 @@ describe('local history loss: the re-scan pushes the writes the capture missed',
         { timeoutMs: 120_000, intervalMs: 250, message: 'every gap write on Atlas and device B' },
       );
     }
+    spy.mockRestore();
     const health = await a.sync.checkBidirectionalHealth();
     const rescan = health.localRescan;
     console.log(
       `local re-scan: ${rescan.scanned} documents scanned, ${rescan.pushed} uncaptured writes pushed, ` +
         `${rescan.docsPerSecond} documents/s; all on Atlas and device B ${Date.now() - restarted} ms after restart`,
     );
-    expect(rescan).toMatchObject({ state: 'done', pushed: expected.size });
+    expect(rescanPages).toBeGreaterThan(2);
+    expect(rescan).toMatchObject({ state: 'done', resumed: true, pushed: expected.size });
     expect(rescan.scanned).toBe(SEEDED + inserted.length - deleted.length);
     // Checkpoint gone, capture streaming again from the position recorded before the scan.
     expect(
