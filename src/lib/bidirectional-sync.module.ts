@@ -22,6 +22,7 @@ import { LeaseOptions, LeaseService, SYNC_LEASE_OPTIONS } from './lease/lease.se
 import type { BidirectionalSyncModuleOptions } from './config/sync-options.interface';
 import { ConflictResolverService } from './conflict/conflict-resolver.service';
 import { ConflictRepository } from './conflict/conflict.repository';
+import { LocalRescanService } from './initial-sync/local-rescan.service';
 import { RebaselineService } from './initial-sync/rebaseline.service';
 import { ListenerService } from './listener/listener.service';
 import { SyncMetadataRepository } from './metadata/sync-metadata.repository';
@@ -61,6 +62,7 @@ const SERVICES = [
   LocalResolutionWriter,
   ChangeProcessorService,
   RebaselineService,
+  LocalRescanService,
   ListenerService,
   BidirectionalSyncService,
 ];

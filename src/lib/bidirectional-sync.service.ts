@@ -14,6 +14,7 @@ import type { HealthThresholds } from './health/sync-health.options';
 import type { LocalCaptureMode } from './config/sync-options.interface';
 import { SyncEvents, SyncStateChangedEvent } from './events/sync-events';
 import { RebaselineProgress, RebaselineService } from './initial-sync/rebaseline.service';
+import { LocalRescanProgress, LocalRescanService } from './initial-sync/local-rescan.service';
 import { ListenerService } from './listener/listener.service';
 import { SyncMetadataRepository } from './metadata/sync-metadata.repository';
 import { MonitorService } from './monitor/monitor.service';
@@ -58,6 +59,8 @@ export interface BidirectionalHealth {
     lastError: string | null;
   };
   rebaseline: RebaselineProgress;
+  /** The re-scan for local writes the capture missed (after the local oplog rolled past it). */
+  localRescan: LocalRescanProgress;
   lagMs: { localToAtlas: number | null; atlasToLocal: number | null };
   conflictsLastHour: number;
   health: HealthState;
@@ -99,6 +102,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     private readonly lease: LeaseService,
     private readonly markerCapture: DirtyMarkerCaptureService,
     private readonly captureMode: CaptureModeService,
+    private readonly rescan: LocalRescanService,
   ) {}
 
   /** The health check's alert thresholds (option `healthThresholds`; read-only). */
@@ -308,6 +312,9 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     const rebaseline = this.rebaseline.progress;
     if (rebaseline.state === 'running')
       worsen('degraded', `re-baseline in progress (${rebaseline.compared} documents compared)`);
+    const localRescan = this.rescan.progress;
+    if (localRescan.state === 'running')
+      worsen('degraded', `local re-scan in progress (${localRescan.scanned} documents scanned)`);
     return {
       enabled: this.enabled,
       instanceId: this.origin.instanceId,
@@ -341,6 +348,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
         lastError: drainer.lastError ?? null,
       },
       rebaseline,
+      localRescan,
       lagMs: lag,
       conflictsLastHour,
       health,

@@ -32,6 +32,7 @@ import { faultPoint } from '../common/fault-points';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 import type { LocalCapture } from './local-capture.interface';
+import { LocalRescanService } from '../initial-sync/local-rescan.service';
 
 /** A change to a synced document, as `captureBatch` takes it (from the change stream, or made from a dirty marker). */
 export type DataEvent = ChangeStreamDocument & {
@@ -98,6 +99,7 @@ export class LocalChangeCaptureService implements LocalCapture {
     private readonly tokens: ResumeTokenRepository,
     private readonly monitor: MonitorService,
     private readonly events: EventEmitter2,
+    private readonly rescan: LocalRescanService,
   ) {}
 
   get status() {
@@ -137,17 +139,21 @@ export class LocalChangeCaptureService implements LocalCapture {
         maxAttempts: this.config.maxReconnectAttempts,
       },
       progressMark,
-      loadToken: async () => (await this.tokens.load(this.origin.instanceId, 'local'))?.token,
+      loadToken: async () => {
+        // A re-scan recorded after history loss runs (or continues) before the stream opens.
+        await this.rescan.runPending((events) => this.captureBatch(events));
+        return (await this.tokens.load(this.origin.instanceId, 'local'))?.token;
+      },
       saveToken: (token) => this.tokens.save(this.origin.instanceId, 'local', token),
       handleBatch: (events) => this.captureBatch(events as DataEvent[]),
       onHistoryLost: async (err) => {
-        // The local oplog rolled past our position: local writes in the gap
-        // are found by the re-baseline, which compares both sides.
+        // The local oplog rolled past our position: the local writes in the
+        // gap are found by a re-scan of the synced collections (digest mismatch).
         this.events.emit(
           SyncEvents.error,
-          new SyncErrorEvent('capture', `local history lost: ${String(err)}`),
+          new SyncErrorEvent('capture', `local history lost: ${String(err)}; re-scanning`),
         );
-        await this.tokens.clear(this.origin.instanceId, 'local');
+        await this.rescan.begin(`local history lost: ${String(err)}`);
       },
       onStateChange: (state, detail) =>
         this.events.emit(

@@ -1,7 +1,14 @@
 import { Injectable, Logger } from '@nestjs/common';
-import type { Db, Document } from 'mongodb';
+import type { Document } from 'mongodb';
 import { ATLAS_ORIGIN, SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
-import { compareVersions, successor } from '../common/hybrid-logical-clock';
+import { compareVersions, successor, SyncVersion } from '../common/hybrid-logical-clock';
+import { issuedStamp } from '../common/engine-writes';
+import { findByIds } from '../common/find-by-ids';
+import { CaptureModeService } from '../capture/capture-mode.service';
+import { LocalChangeCaptureService } from '../capture/local-change-capture.service';
+import { ConflictResolverService } from '../conflict/conflict-resolver.service';
+import { asReplaceEvent, writtenWithoutCapture } from './uncaptured-writes';
+import { pagesById } from './pages-by-id';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { SyncStoresService } from '../metadata/sync-stores.service';
@@ -23,6 +30,8 @@ export interface RebaselineProgress {
   compared: number;
   copiedToLocal: number;
   queuedToAtlas: number;
+  /** Local documents deleted because Atlas deleted them and no tombstone was left (see the README). */
+  deletedLocally: number;
   /** Documents on both sides when the re-baseline started (an estimate; a document on both counts twice). */
   total?: number;
   /** `total - compared`, never below 0. */
@@ -52,9 +61,10 @@ export interface RebaselineCheckpoint {
   compared: number;
   copiedToLocal: number;
   queuedToAtlas: number;
+  /** Collections Atlas held no document of when this re-baseline reached them (nothing is deleted locally there). */
+  atlasEmpty?: string[];
 }
 
-const PAGE = 500;
 /** Reading the current position needs only the first (empty) batch: wait briefly (ms). */
 const POSITION_READ_MAX_AWAIT_MS = 50;
 
@@ -63,28 +73,6 @@ export const UNSTAMPED_ATLAS_STAMP: SyncStamp = {
   v: successor(`000000000000000-000000-${ATLAS_ORIGIN}`, ATLAS_ORIGIN)!,
   o: ATLAS_ORIGIN,
 };
-
-/** One `_id` type bracket of a collection in `_id` order, a page at a time, starting after `afterId`. */
-async function* pagesById(
-  db: Db,
-  collection: string,
-  bracket: Document | undefined,
-  after?: { id: unknown },
-): AsyncGenerator<Document[]> {
-  let last = after;
-  for (;;) {
-    const range: Document = { ...(bracket ?? {}), ...(last ? { $gt: last.id } : {}) };
-    const page = await db
-      .collection(collection)
-      .find(Object.keys(range).length ? { _id: range } : {})
-      .sort({ _id: 1 })
-      .limit(PAGE)
-      .toArray();
-    if (!page.length) return;
-    last = { id: page[page.length - 1]._id };
-    yield page;
-  }
-}
 
 /**
  * Brings both sides together without a usable change stream position: on a
@@ -105,7 +93,9 @@ export class RebaselineService {
     compared: 0,
     copiedToLocal: 0,
     queuedToAtlas: 0,
+    deletedLocally: 0,
   };
+  private readonly warnedEmpty = new Set<string>();
 
   constructor(
     @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
@@ -116,6 +106,9 @@ export class RebaselineService {
     private readonly tombstones: TombstoneRepository,
     private readonly tokens: ResumeTokenRepository,
     private readonly metadata: SyncMetadataRepository,
+    private readonly captureMode: CaptureModeService,
+    private readonly capture: LocalChangeCaptureService,
+    private readonly conflicts: ConflictResolverService,
   ) {}
 
   get progress(): RebaselineProgress {
@@ -145,6 +138,7 @@ export class RebaselineService {
       compared: checkpoint.compared,
       copiedToLocal: checkpoint.copiedToLocal,
       queuedToAtlas: checkpoint.queuedToAtlas,
+      deletedLocally: 0,
       total: await this.estimateTotal(collections),
       error: undefined,
     });
@@ -160,6 +154,12 @@ export class RebaselineService {
         if (saved?.collection && collection < saved.collection) continue;
         const resumeHere = saved?.collection === collection ? saved : undefined;
         this.state.collection = collection;
+        if (!resumeHere && this.config.pushesCollection(collection)) {
+          // Judged once, before this device pushes anything of it (see absentOnAtlas).
+          if (await this.atlasCollectionEmpty(collection))
+            checkpoint.atlasEmpty = [...(checkpoint.atlasEmpty ?? []), collection];
+          await this.metadata.saveRebaselineCheckpoint(id, checkpoint);
+        }
         if (this.config.pullsCollection(collection) && resumeHere?.phase !== 'push') {
           await this.walk(collection, 'pull', checkpoint, resumeHere);
           await this.pullTombstones(collection);
@@ -204,7 +204,7 @@ export class RebaselineService {
       skipping = false;
       for await (const page of pagesById(db, collection, bracket, after)) {
         if (phase === 'pull') await this.pullPage(collection, page);
-        else await this.pushPage(collection, page);
+        else await this.pushPage(collection, page, checkpoint.atlasEmpty?.includes(collection));
         Object.assign(checkpoint, {
           collection,
           phase,
@@ -312,8 +312,13 @@ export class RebaselineService {
     }
   }
 
-  /** Local → Atlas: local documents missing on Atlas or newer than Atlas's copy go to the outbox. */
-  private async pushPage(collection: string, page: Document[]): Promise<void> {
+  /**
+   * Local → Atlas: local documents missing on Atlas or newer than Atlas's
+   * copy go to the outbox, except stamped documents that Atlas no longer
+   * holds and holds no tombstone of (deleted after the tombstone expired, or
+   * on Atlas without the module while no device streamed): see `absentOnAtlas`.
+   */
+  private async pushPage(collection: string, page: Document[], atlasEmpty = false): Promise<void> {
     const ids = page.map((d) => d._id);
     const remote = await this.stores.atlas
       .collection(collection)
@@ -322,6 +327,7 @@ export class RebaselineService {
     const remoteVersions = new Map(remote.map((d) => [idKey(d._id), readStamp(d)?.v]));
     const remoteTombs = await this.tombstones.find(this.stores.atlas, collection, ids);
     const entries: NewOutboxEntry[] = [];
+    const absent: Document[] = [];
     for (const doc of page) {
       const key = idKey(doc._id);
       let stamp = readStamp(doc);
@@ -329,9 +335,17 @@ export class RebaselineService {
         ? remoteVersions.get(key)
         : remoteTombs.get(key)?._sync.v;
       const onAtlas = remoteVersions.has(key) || remoteTombs.has(key);
+      // Only where Atlas's deletes are applied here at all (not in push-only collections).
+      if (stamp && !onAtlas && this.config.pullsCollection(collection)) {
+        absent.push(doc);
+        continue;
+      }
       if (!stamp) {
         // Data written before the module ran: stamp it now (newer than whatever Atlas holds).
-        stamp = { v: this.origin.clock.tickAfter(atlasVersion), o: this.origin.instanceId };
+        stamp = issuedStamp(doc, doc._id, {
+          v: this.origin.clock.tickAfter(atlasVersion),
+          o: this.origin.instanceId,
+        });
         await this.stores.local
           .collection(collection)
           .updateOne({ _id: doc._id, [SYNC_STAMP_FIELD]: { $exists: false } } as Document, {
@@ -339,19 +353,132 @@ export class RebaselineService {
           });
       }
       if (!onAtlas || compareVersions(stamp.v, atlasVersion) > 0) {
-        entries.push({
-          collection,
-          id: doc._id,
-          op: 'upsert',
-          v: stamp.v,
-          base: atlasVersion,
-          rebase: true,
-          doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
-        });
+        entries.push(this.rebaseEntry(collection, doc, stamp, atlasVersion));
       }
     }
+    if (absent.length) await this.absentOnAtlas(collection, absent, atlasEmpty);
     await this.outbox.enqueue(entries);
     this.state.compared += page.length;
     this.state.queuedToAtlas += entries.length;
+  }
+
+  private rebaseEntry(
+    collection: string,
+    doc: Document,
+    stamp: SyncStamp,
+    atlasVersion: SyncVersion | undefined,
+  ): NewOutboxEntry {
+    return {
+      collection,
+      id: doc._id,
+      op: 'upsert',
+      v: stamp.v,
+      base: atlasVersion,
+      rebase: true,
+      doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
+    };
+  }
+
+  /**
+   * Stamped local documents that Atlas holds neither as a document nor as a
+   * tombstone. A stamp means the document was synced once, so Atlas deleted
+   * it and forgot the delete (its tombstone expired, or the delete was made
+   * without the module while no device streamed). The rules:
+   * - unmodified since it was last synced (its content matches its stamp's
+   *   digest, or the stamp predates digests, and no local edit is pending):
+   *   it is deleted here too, like an applied delete (a `remote` tombstone);
+   * - modified (a pending outbox entry, or content the stamp does not
+   *   describe): the edit wins over the delete; it is pushed (an uncaptured
+   *   write is captured first, as a local edit) and a conflict is recorded;
+   * - unless the Atlas collection was empty when the re-baseline reached it:
+   *   then Atlas was emptied or replaced rather than edited, nothing is
+   *   deleted here, and everything is pushed back as new local edits (with
+   *   a warning).
+   */
+  private async absentOnAtlas(
+    collection: string,
+    docs: Document[],
+    atlasEmpty: boolean,
+  ): Promise<void> {
+    if (atlasEmpty) {
+      if (!this.warnedEmpty.has(collection)) {
+        this.warnedEmpty.add(collection);
+        this.logger.warn(
+          `Atlas collection "${collection}" was empty while this device holds synced documents of it: pushing them back instead of deleting them here (Atlas emptied or replaced?)`,
+        );
+      }
+      // As new local edits: their versions beat the delete another device may derive meanwhile.
+      await this.capture.captureBatch(
+        docs.map((d) => asReplaceEvent(this.stores.local.databaseName, collection, d)),
+      );
+      this.state.queuedToAtlas += docs.length;
+      return;
+    }
+    let current = docs;
+    if (docs.some(writtenWithoutCapture)) {
+      // A host write the capture has not recorded yet: let it record it, then look again.
+      await this.captureMode.active.caughtUp();
+      current = [
+        ...(
+          await findByIds(
+            this.stores.local.collection(collection),
+            docs.map((d) => d._id),
+          )
+        ).values(),
+      ];
+    }
+    const pending = await this.outbox.pendingFor(
+      collection,
+      current.map((d) => d._id),
+    );
+    const uncaptured = current.filter(
+      (d) => !pending.has(idKey(d._id)) && readStamp(d) && writtenWithoutCapture(d),
+    );
+    if (uncaptured.length)
+      await this.capture.captureBatch(
+        uncaptured.map((d) => asReplaceEvent(this.stores.local.databaseName, collection, d)),
+      );
+    const modified = new Set([...pending.keys(), ...uncaptured.map((d) => idKey(d._id))]);
+    const unmodified = current.filter((d) => !modified.has(idKey(d._id)));
+    if (unmodified.length) {
+      await this.processor.applyChanges(
+        unmodified.map((d) => ({
+          collection,
+          id: d._id,
+          operation: 'delete',
+          // Every device derives the same version: just after the state it last synced.
+          stamp: { v: successor(readStamp(d)!.v, ATLAS_ORIGIN)!, o: ATLAS_ORIGIN },
+        })),
+      );
+      this.state.deletedLocally += unmodified.length;
+      this.logger.log(
+        `Re-baseline ${collection}: ${unmodified.length} documents deleted on Atlas (no tombstone left) deleted here too`,
+      );
+    }
+    if (modified.size) {
+      const now = await findByIds(
+        this.stores.local.collection(collection),
+        current.map((d) => d._id),
+      );
+      await this.conflicts.logConflict(
+        ...current
+          .filter((d) => modified.has(idKey(d._id)))
+          .map((d) => ({
+            collection,
+            documentId: d._id,
+            localVersion: pending.get(idKey(d._id))?.v ?? readStamp(now.get(idKey(d._id)))?.v,
+            atlasVersion: undefined,
+            winner: 'local' as const,
+          })),
+      );
+    }
+    // Pending entries are pushed as they are; captured edits went through the capture's push.
+    this.state.queuedToAtlas += modified.size;
+  }
+
+  private async atlasCollectionEmpty(collection: string): Promise<boolean> {
+    return !(await this.stores.atlas
+      .collection(collection)
+      .findOne({}, { projection: { _id: 1 } }));
   }
 }
