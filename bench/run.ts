@@ -133,12 +133,14 @@ const COUNTED: ScenarioName[] = ['throughput', 'lag', 'catchup'];
 
 const LATENCY_KEYS = new Set(['p50', 'p95', 'p99', 'max', 'confirmLagP99']);
 
+/** The lag rate the targets are judged at: 1,000/s when it ran, else the highest rate. */
+function reportLagRate(results: BenchResults): number {
+  const rates = results.meta.parameters.lagRates as number[] | undefined;
+  return rates?.length ? (rates.includes(1000) ? 1000 : Math.max(...rates)) : 1000;
+}
+
 function writeDocs(results: BenchResults, log: (m: string) => void): void {
-  const lagRate = results.meta.parameters.lagRates
-    ? (results.meta.parameters.lagRates as number[]).includes(1000)
-      ? 1000
-      : Math.max(...(results.meta.parameters.lagRates as number[]))
-    : 1000;
+  const lagRate = reportLagRate(results);
   const chart = lagChart(results);
   const chartName = 'benchmarks-lag.svg';
   if (chart) writeFileSync(join(PROJECT_ROOT, 'docs', chartName), chart);
@@ -165,6 +167,8 @@ async function main(): Promise<void> {
       readFileSync(resolve(PROJECT_ROOT, args.outDir, 'latest.json'), 'utf8'),
       (k, v) => (v === null && LATENCY_KEYS.has(k) ? Infinity : v),
     ) as BenchResults;
+    // Judged again, so an older results file shows today's targets (its missing figures as not measured).
+    results.targets = evaluateTargets(results, reportLagRate(results));
     writeDocs(results, console.log);
     return;
   }
@@ -299,7 +303,7 @@ async function main(): Promise<void> {
     console.log('\nTargets (medians):');
     for (const t of results.targets)
       console.log(
-        `  ${t.met ? 'MET   ' : 'MISSED'} ${t.name}: ${t.measured} (required ${t.required})`,
+        `  ${t.met === null ? '–     ' : t.met ? 'MET   ' : 'MISSED'} ${t.name}: ${t.measured} (required ${t.required})`,
       );
     console.log(`\nTotal ${((Date.now() - t0) / 60000).toFixed(1)} min.`);
   } finally {

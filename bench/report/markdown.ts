@@ -1,4 +1,4 @@
-import { BULK_DOCS } from '../scenarios/baseline';
+import { cpuMs } from '../scenarios/baseline';
 import type { BenchResults, ProfileEntry } from '../lib/results';
 import { LatencySummary, median } from '../lib/stats';
 import { demandSection } from './demand-section';
@@ -34,6 +34,11 @@ function table(header: string[], rows: string[][]): string {
 
 function latencyCells(s: LatencySummary | undefined): string[] {
   return s ? [ms(s.p50, 1), ms(s.p95, 1), ms(s.p99, 1), ms(s.max, 1)] : ['–', '–', '–', '–'];
+}
+
+/** Server CPU ms, `not measured` when an older results file lacks the figure. */
+function measuredCpuMs(x: number | undefined): string {
+  return x === undefined ? 'not measured' : cpuMs(x);
 }
 
 function cpuCells(cpu: Record<string, { cpuPercent: number }>): string {
@@ -160,7 +165,7 @@ export function renderMarkdown(
     '',
     'How much the sync module carries, how fast changes arrive, how quickly it catches up and what it',
     'costs, each as a ratio to the raw driver on the same servers measured in the same run',
-    '(issue 6; engineering notes §5). Medians of',
+    "(engineering notes §5); the targets are issue 13's. Medians of",
     `${m.runs} runs; every run's numbers are in \`docs/benchmarks.json\` (a copy of \`bench-results/latest.json\`).`,
     '',
     '## How these numbers were produced',
@@ -228,11 +233,29 @@ export function renderMarkdown(
             `${int(b.median.changeStreamThroughput)} events/s`,
             b.runs.map((x) => int(x.changeStreamThroughput)).join(', '),
           ],
+          [
+            'server CPU per raw `bulkWrite` insert — "Atlas" server',
+            measuredCpuMs(b.median.insertCpuMs?.atlas),
+            b.runs.map((x) => cpuMs(x.insertCpuMs?.atlas)).join(', '),
+          ],
+          [
+            "same, a device's local server (the unit of the local-CPU target)",
+            measuredCpuMs(b.median.insertCpuMs?.local),
+            b.runs.map((x) => cpuMs(x.insertCpuMs?.local)).join(', '),
+          ],
+          [
+            'server CPU per raw change-stream event delivered flat out ("Atlas" server, the insert that caused it included)',
+            measuredCpuMs(b.median.changeStreamEventCpuMs),
+            b.runs.map((x) => cpuMs(x.changeStreamEventCpuMs)).join(', '),
+          ],
         ],
       ),
       '',
-      `During \`bulkWrite\` the server process used ${b.runs[0] ? cpuCells(b.runs[0].bulkWriteCpu) : '–'} (first run), ` +
-        `${b.runs[0]?.bulkWriteCpu.atlas ? `${((b.runs[0].bulkWriteCpu.atlas.cpuSeconds * 1000) / BULK_DOCS).toFixed(3)} ms of server CPU per document` : ''}: ` +
+      `During the Atlas \`bulkWrite\` the processes used ${b.runs[0] ? cpuCells(b.runs[0].bulkWriteCpu) : '–'}` +
+        (b.runs[0]?.bulkWriteLocalCpu
+          ? `, during the local one ${cpuCells(b.runs[0].bulkWriteLocalCpu)}`
+          : '') +
+        ' (first run): ' +
         'the raw baseline is itself bound by the single-process Python server.',
       '',
     );
