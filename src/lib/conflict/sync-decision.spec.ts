@@ -112,6 +112,12 @@ describe('decide: pushing a local edit to Atlas', () => {
       { kind: 'keep', winner: undefined },
     ],
     [
+      'an edit of a document Atlas deleted and forgot (no document, no tombstone): wins, as a conflict',
+      push(edit(20, 10)),
+      'last-write-wins',
+      { kind: 'take', winner: 'local', doc: doc({ a: 2 }), v: v(20, ME) },
+    ],
+    [
       'delete without a base: newer wins, no conflict',
       push({ doc: null, version: v(20, ME) }, atlasAt(10)),
       'last-write-wins',

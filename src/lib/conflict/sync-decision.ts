@@ -123,12 +123,18 @@ function decidePush(input: DecisionInput, { local, atlas }: PushCase): SyncDecis
   // whatever the base says (a host replace drops the stamp; a push replayed
   // after a crash carries a newer version of an edit Atlas already holds).
   const ownStateOnAtlas = atlas.origin === input.instanceId;
+  const localNewer = compareVersions(local.version, atlas.version) > 0;
+  // An edit of a state Atlas no longer holds, nor remembers deleting (its
+  // tombstone expired, or it was deleted without the module): the edit wins
+  // over the forgotten delete, as a conflict.
+  const forgottenDelete =
+    !atlas.exists && atlas.version === undefined && base !== undefined && local.doc !== null;
+  if (forgottenDelete && !ownStateOnAtlas) return ours('local');
   const fastForward =
     atlas.version === base ||
     (!atlas.exists && atlas.version === undefined) ||
     unknownBase ||
     ownStateOnAtlas;
-  const localNewer = compareVersions(local.version, atlas.version) > 0;
   if (fastForward)
     return localNewer
       ? ours()

@@ -6,7 +6,6 @@ import { issuedStamp } from '../common/engine-writes';
 import { findByIds } from '../common/find-by-ids';
 import { CaptureModeService } from '../capture/capture-mode.service';
 import { LocalChangeCaptureService } from '../capture/local-change-capture.service';
-import { ConflictResolverService } from '../conflict/conflict-resolver.service';
 import { asReplaceEvent, writtenWithoutCapture } from './uncaptured-writes';
 import { pagesById } from './pages-by-id';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
@@ -108,7 +107,6 @@ export class RebaselineService {
     private readonly metadata: SyncMetadataRepository,
     private readonly captureMode: CaptureModeService,
     private readonly capture: LocalChangeCaptureService,
-    private readonly conflicts: ConflictResolverService,
   ) {}
 
   get progress(): RebaselineProgress {
@@ -389,7 +387,8 @@ export class RebaselineService {
    *   it is deleted here too, like an applied delete (a `remote` tombstone);
    * - modified (a pending outbox entry, or content the stamp does not
    *   describe): the edit wins over the delete; it is pushed (an uncaptured
-   *   write is captured first, as a local edit) and a conflict is recorded;
+   *   write is captured first, as a local edit), and the push records the
+   *   conflict (`decide()`: an edit of a state Atlas forgot);
    * - unless the Atlas collection was empty when the re-baseline reached it:
    *   then Atlas was emptied or replaced rather than edited, nothing is
    *   deleted here, and everything is pushed back as new local edits (with
@@ -453,23 +452,6 @@ export class RebaselineService {
       this.state.deletedLocally += unmodified.length;
       this.logger.log(
         `Re-baseline ${collection}: ${unmodified.length} documents deleted on Atlas (no tombstone left) deleted here too`,
-      );
-    }
-    if (modified.size) {
-      const now = await findByIds(
-        this.stores.local.collection(collection),
-        current.map((d) => d._id),
-      );
-      await this.conflicts.logConflict(
-        ...current
-          .filter((d) => modified.has(idKey(d._id)))
-          .map((d) => ({
-            collection,
-            documentId: d._id,
-            localVersion: pending.get(idKey(d._id))?.v ?? readStamp(now.get(idKey(d._id)))?.v,
-            atlasVersion: undefined,
-            winner: 'local' as const,
-          })),
       );
     }
     // Pending entries are pushed as they are; captured edits went through the capture's push.
