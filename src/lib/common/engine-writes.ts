@@ -24,14 +24,21 @@ export function casFilter(id: unknown, version: SyncVersion | undefined): Docume
 }
 
 /**
- * Matches the document only while it is exactly as read, content included:
- * a host write made after the read (which leaves `_sync` as it was) makes
- * the compare-and-set fail instead of being overwritten unseen. MongoDB
- * compares documents field by field in order, and `read` came from the
- * server, so an unchanged document always matches.
+ * Matches the document only while every field it had when read still holds
+ * the value read (stamp included): a host write made after the read (which
+ * leaves `_sync` as it was) makes the compare-and-set fail instead of being
+ * overwritten unseen. Values are compared whole (`$eq`; MongoDB compares
+ * embedded documents field by field in order, and these came from the
+ * server). A field the host added after the read is not compared, and the
+ * apply's update (`stateUpdate` of the fields read) leaves it in place.
+ * (An `$expr` on `$$ROOT` would say the same in one term, but some servers
+ * then scan the whole collection: docs/test-server.md D13.)
  */
 export function unchangedFilter(read: Document): Document {
-  return { _id: read._id, $expr: { $eq: ['$$ROOT', { $literal: read }] } };
+  const filter: Document = { _id: read._id };
+  for (const [field, value] of Object.entries(read))
+    if (field !== '_id') filter[field] = { $eq: value };
+  return filter;
 }
 
 /** Matches the document while its version is not newer than `version` (or it has none). */
