@@ -84,6 +84,9 @@ const EXPORTED = [
   RebaselineService,
   SyncStoresService,
   LeaseService,
+  // The fleet relay's shared paths (not in the package's public API).
+  AtlasPushApplier,
+  AtlasDirectWriteAdopter,
 ];
 
 /** Holds the engine's providers; built by `BidirectionalSyncModule.forRoot()`. @internal */

@@ -115,26 +115,38 @@ export class ListenerService {
 
   /** Server-side filter: synced collections only, and nothing this instance wrote. */
   pipeline(): Document[] {
-    const excluded = [...PRIVATE_COLLECTIONS, ...this.config.excludedCollections];
-    const collections = this.config.collections
-      ? {
-          $in: [
-            ...this.config.collections.filter((c) => !excluded.includes(c)),
-            SYNC_COLLECTIONS.tombstones,
-          ],
-        }
-      : { $nin: excluded };
-    return [
-      {
-        $match: {
-          'ns.coll': collections,
-          operationType: { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] },
-          $or: [
-            { operationType: { $in: ['delete', ...COLLECTION_OPERATIONS] } },
-            { [`fullDocument.${SYNC_STAMP_FIELD}.o`]: { $ne: this.origin.instanceId } },
-          ],
-        },
-      },
-    ];
+    return atlasChangePipeline(this.config, this.origin.instanceId);
   }
+}
+
+/**
+ * The Atlas change stream's server-side filter: data and collection events of the synced
+ * collections and tombstones; with `skipOrigin`, not the states that origin wrote (a device
+ * skips its own writes; the fleet relay passes none, since it forwards every state).
+ */
+export function atlasChangePipeline(config: ResolvedSyncConfig, skipOrigin?: string): Document[] {
+  const excluded = [...PRIVATE_COLLECTIONS, ...config.excludedCollections];
+  const collections = config.collections
+    ? {
+        $in: [
+          ...config.collections.filter((c) => !excluded.includes(c)),
+          SYNC_COLLECTIONS.tombstones,
+        ],
+      }
+    : { $nin: excluded };
+  const operations = { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] };
+  if (skipOrigin === undefined)
+    return [{ $match: { 'ns.coll': collections, operationType: operations } }];
+  return [
+    {
+      $match: {
+        'ns.coll': collections,
+        operationType: operations,
+        $or: [
+          { operationType: { $in: ['delete', ...COLLECTION_OPERATIONS] } },
+          { [`fullDocument.${SYNC_STAMP_FIELD}.o`]: { $ne: skipOrigin } },
+        ],
+      },
+    },
+  ];
 }
