@@ -1,4 +1,4 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { ChangeStreamDocument, Document, ResumeToken } from 'mongodb';
 import { SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
@@ -13,6 +13,7 @@ import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { ChangeProcessorService } from '../processor/change-processor.service';
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 import { InjectSyncConfig } from '../bidirectional-sync.decorators';
+import { PullSource, SYNC_PULL_SOURCE } from './pull-source';
 
 /** The module's own collections other than tombstones, never streamed. */
 const PRIVATE_COLLECTIONS = Object.values(SYNC_COLLECTIONS).filter(
@@ -33,7 +34,8 @@ const PRIVATE_COLLECTIONS = Object.values(SYNC_COLLECTIONS).filter(
 @Injectable()
 export class ListenerService {
   private readonly logger = new Logger(ListenerService.name);
-  private readonly tailer: ChangeStreamTailer;
+  /** The Atlas change stream, or the bound `SYNC_PULL_SOURCE` (fleet mode). */
+  private readonly tailer: PullSource;
 
   constructor(
     @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
@@ -44,32 +46,35 @@ export class ListenerService {
     private readonly rebaseline: RebaselineService,
     private readonly monitor: MonitorService,
     private readonly events: EventEmitter2,
+    @Optional() @Inject(SYNC_PULL_SOURCE) source?: PullSource,
   ) {
-    this.tailer = new ChangeStreamTailer({
-      name: 'Atlas listener',
-      db: () => this.stores.atlas,
-      pipeline: () => this.pipeline(),
-      batchSize: this.config.changeStreamBatchSize,
-      reconnect: {
-        initialMs: this.config.reconnectInterval,
-        maxMs: this.config.maxReconnectInterval,
-        maxAttempts: this.config.maxReconnectAttempts,
-      },
-      loadToken: () => this.loadOrBaseline(),
-      saveToken: (token) => this.tokens.save(this.origin.instanceId, 'atlas', token),
-      handleBatch: (events) => this.handleChange(events),
-      onHistoryLost: async (err) => {
-        await this.tokens.clear(this.origin.instanceId, 'atlas');
-        this.logger.warn(`Stored Atlas resume token unusable: ${(err as Error)?.message ?? err}`);
-      },
-      onStateChange: (state, detail) => {
-        if (state === 'disconnected') this.monitor.recordReconnect();
-        this.events.emit(
-          SyncEvents.stateChanged,
-          new SyncStateChangedEvent('listener', state, detail),
-        );
-      },
-    });
+    this.tailer =
+      source ??
+      new ChangeStreamTailer({
+        name: 'Atlas listener',
+        db: () => this.stores.atlas,
+        pipeline: () => this.pipeline(),
+        batchSize: this.config.changeStreamBatchSize,
+        reconnect: {
+          initialMs: this.config.reconnectInterval,
+          maxMs: this.config.maxReconnectInterval,
+          maxAttempts: this.config.maxReconnectAttempts,
+        },
+        loadToken: () => this.loadOrBaseline(),
+        saveToken: (token) => this.tokens.save(this.origin.instanceId, 'atlas', token),
+        handleBatch: (events) => this.handleChange(events),
+        onHistoryLost: async (err) => {
+          await this.tokens.clear(this.origin.instanceId, 'atlas');
+          this.logger.warn(`Stored Atlas resume token unusable: ${(err as Error)?.message ?? err}`);
+        },
+        onStateChange: (state, detail) => {
+          if (state === 'disconnected') this.monitor.recordReconnect();
+          this.events.emit(
+            SyncEvents.stateChanged,
+            new SyncStateChangedEvent('listener', state, detail),
+          );
+        },
+      });
   }
 
   get status(): ChangeStreamTailerStatus {
