@@ -51,12 +51,13 @@ export function pushConsumerName(partition: number): string {
 
 /**
  * Devices → Atlas: one durable pull consumer per push partition (`sync.push.*.<p>`), worked
- * by every relay. A consumer hands out at most one batch (`max_ack_pending`) and the batch is
- * acknowledged only after Atlas acknowledged its writes, so no other relay gets a later
- * push of the same partition (hence of the same document) while one is in flight. Each push
- * goes through `AtlasPushApplier.push`, the direct drainer's compare-and-set and conflict
- * logic. The device id is taken from the subject (the server authorized it); a push whose
- * `_sync.o` names another device is terminated, never applied.
+ * by every relay. A relay fetches a batch, applies it and acknowledges it only after Atlas
+ * acknowledged its writes, then fetches again, so one relay keeps each partition's (hence
+ * each document's) order. With several relays a second one may fetch the next pushes of a
+ * partition while a batch is in flight (docs/fleet.md: not yet guarded by partition leases).
+ * Each push goes through `AtlasPushApplier.push`, the direct drainer's compare-and-set and
+ * conflict logic. The device id is taken from the subject (the server authorized it); a push
+ * whose `_sync.o` names another device is terminated, never applied.
  */
 @Injectable()
 export class RelayPushConsumer {
