@@ -208,4 +208,45 @@ describe('the fleet relay between Atlas and JetStream (real nats-server, Secantu
     expect(extra).toEqual([]);
     expect(lastApplied).toBeGreaterThan(0);
   });
+
+  it("two relays: each partition worked by exactly one (its lease), one document's pushes applied in order with no conflict", async () => {
+    const second = await startRelay();
+    const [a, b] = relays.map((r) => r.get(RelayService));
+    await waitFor(
+      () => {
+        const owned = [...a.status().pushes.owned, ...b.status().pushes.owned].sort();
+        return JSON.stringify(owned) === JSON.stringify([...Array(PARTITIONS).keys()]);
+      },
+      { message: 'every partition owned by exactly one relay' },
+    );
+    // A chain of edits of one document, each made on the one before, published back to back.
+    let base: string | null = null;
+    let last = '';
+    for (let n = 0; n < 20; n++) {
+      const stamp = { v: version('device-1'), o: 'device-1' };
+      await push(device1, 'device-1', {
+        collection: 'menuitems',
+        id: 'chain-1',
+        op: 'upsert',
+        stamp,
+        document: { _id: 'chain-1', name: `edit ${n}`, _sync: stamp },
+        base,
+      });
+      base = last = stamp.v;
+    }
+    await waitFor(
+      async () =>
+        (await atlas.collection('menuitems').findOne({ _id: 'chain-1' } as Document))?._sync?.v ===
+        last,
+      { message: 'the last edit on Atlas' },
+    );
+    // In order: every edit was a fast-forward, none a conflict.
+    const conflicts = await atlasClient
+      .db(`${atlasDbName}_relay`)
+      .collection('_sync_conflicts')
+      .countDocuments({ documentId: 'chain-1' });
+    expect(conflicts).toBe(0);
+    await second.close();
+    relays.pop();
+  });
 });

@@ -1,9 +1,13 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { AckPolicy, Consumer, DeliverPolicy, JetStreamApiError, JsMsg } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/nats-core';
+import { InjectSyncConfig } from '../../bidirectional-sync.decorators';
 import { backoffDelay } from '../../common/change-stream-tailer';
 import { groupBy } from '../../common/group-by';
 import { documentKeyOf } from '../../common/sync-stamp';
+import type { ResolvedSyncConfig } from '../../config/sync-config';
+import { LeaseRepository } from '../../lease/lease.repository';
+import { LeaseService } from '../../lease/lease.service';
 import { SyncStoresService } from '../../metadata/sync-stores.service';
 import {
   AtlasPushApplier,
@@ -26,10 +30,14 @@ const PUSH_ACK_WAIT_MS = 30_000;
 const FETCH_EXPIRES_MS = 1000;
 const RETRY = { initialMs: 500, maxMs: 30_000, maxAttempts: 0 };
 const CONSUMER_NOT_FOUND = 10014;
+/** At least this many renewals fit in one lease TTL (as for the engine's lease). */
+const LEASE_RENEWALS_PER_TTL = 3;
 
 export interface RelayPushStatus {
   running: boolean;
   partitions: number;
+  /** The partitions this relay holds the lease of, hence works. */
+  owned: number[];
   applied: number;
   stale: number;
   /** Pushes whose stamp names another device than their subject (terminated, never applied). */
@@ -49,22 +57,33 @@ export function pushConsumerName(partition: number): string {
   return `relay-push-${partition}`;
 }
 
+/** `_id` of a push partition's lease in the relay database's `_sync_metadata`. */
+export function pushLeaseId(partition: number): string {
+  return `lease:push-${partition}`;
+}
+
+/** One partition's lease and, while held, its work loop. */
+interface PartitionWorker {
+  lease: LeaseService;
+  working: boolean;
+  loop?: Promise<void>;
+}
+
 /**
- * Devices → Atlas: one durable pull consumer per push partition (`sync.push.*.<p>`), worked
- * by every relay. A relay fetches a batch, applies it and acknowledges it only after Atlas
- * acknowledged its writes, then fetches again, so one relay keeps each partition's (hence
- * each document's) order. With several relays a second one may fetch the next pushes of a
- * partition while a batch is in flight (docs/fleet.md: not yet guarded by partition leases).
- * Each push goes through `AtlasPushApplier.push`, the direct drainer's compare-and-set and
- * conflict logic. The device id is taken from the subject (the server authorized it); a push
- * whose `_sync.o` names another device is terminated, never applied.
+ * Devices → Atlas: one durable pull consumer per push partition (`sync.push.*.<p>`) and one
+ * lease per partition (in the relay database): the relay holding a partition's lease fetches a
+ * batch, applies it, acknowledges it only after Atlas acknowledged its writes, then fetches
+ * again, so each partition's (hence each document's) pushes are applied in stream order by one
+ * relay at a time. Each push goes through `AtlasPushApplier.push`, the direct drainer's
+ * compare-and-set and conflict logic. The device id is taken from the subject (the server
+ * authorized it); a push whose `_sync.o` names another device is terminated, never applied.
  */
 @Injectable()
 export class RelayPushConsumer {
   private readonly logger = new Logger(RelayPushConsumer.name);
   private running = false;
-  private loops: Promise<void>[] = [];
-  private readonly state: Omit<RelayPushStatus, 'running' | 'partitions'> = {
+  private readonly workers = new Map<number, PartitionWorker>();
+  private readonly state: Omit<RelayPushStatus, 'running' | 'partitions' | 'owned'> = {
     applied: 0,
     stale: 0,
     rejected: 0,
@@ -72,6 +91,7 @@ export class RelayPushConsumer {
   };
 
   constructor(
+    @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     @InjectFleetConfig() private readonly fleet: ResolvedFleetConfig,
     private readonly stores: SyncStoresService,
     private readonly applier: AtlasPushApplier,
@@ -80,10 +100,19 @@ export class RelayPushConsumer {
   ) {}
 
   get status(): RelayPushStatus {
-    return { running: this.running, partitions: this.fleet.pushPartitions, ...this.state };
+    return {
+      running: this.running,
+      partitions: this.fleet.pushPartitions,
+      owned: [...this.workers].filter(([, w]) => w.working).map(([p]) => p),
+      ...this.state,
+    };
   }
 
-  /** Makes sure every partition's consumer exists and starts working them. */
+  /**
+   * Makes sure every partition's consumer exists, then competes for each partition's lease;
+   * a partition is worked only by the relay holding its lease, so its pushes (hence each
+   * document's) are applied in stream order by one relay at a time.
+   */
   async start(): Promise<void> {
     if (this.running) return;
     const jsm = await this.nats.jetstreamManager();
@@ -106,21 +135,45 @@ export class RelayPushConsumer {
     }
     this.running = true;
     const js = this.nats.jetstream();
+    const repository = new LeaseRepository(this.stores);
     for (let p = 0; p < this.fleet.pushPartitions; p++) {
       const consumer = await js.consumers.get(this.fleet.pushStream, pushConsumerName(p));
-      this.loops.push(this.work(consumer));
+      const worker: PartitionWorker = {
+        working: false,
+        lease: new LeaseService(repository, {
+          leaseId: pushLeaseId(p),
+          leaseTtl: this.config.leaseTtl,
+          renewInterval: Math.min(
+            this.config.leaseRenewInterval,
+            Math.floor(this.config.leaseTtl / LEASE_RENEWALS_PER_TTL),
+          ),
+          // No change stream per partition: a standby takes over when the lease expires.
+          watch: false,
+        }),
+      };
+      worker.lease.onAcquired(() => {
+        worker.working = true;
+        worker.loop = this.work(consumer, worker);
+      });
+      worker.lease.onLost(async () => {
+        worker.working = false;
+        await worker.loop;
+      });
+      this.workers.set(p, worker);
     }
+    await Promise.all([...this.workers.values()].map((w) => w.lease.start()));
   }
 
-  /** Stops fetching; batches in progress finish (and are acknowledged) first. */
+  /** Stops fetching; batches in progress finish (and are acknowledged), leases are released. */
   async stop(): Promise<void> {
     this.running = false;
-    await Promise.all(this.loops.splice(0));
+    await Promise.all([...this.workers.values()].map((w) => w.lease.stop()));
+    this.workers.clear();
   }
 
-  private async work(consumer: Consumer): Promise<void> {
+  private async work(consumer: Consumer, worker: PartitionWorker): Promise<void> {
     let failures = 0;
-    while (this.running) {
+    while (this.running && worker.working) {
       try {
         const messages: JsMsg[] = [];
         const batch = await consumer.fetch({
