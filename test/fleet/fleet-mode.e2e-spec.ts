@@ -152,6 +152,13 @@ describe('fleet mode end to end: two devices, one Atlas, relays on a real nats-s
     // Acknowledged on Atlas: the work queue is empty; the outboxes are too.
     expect((await jsm.streams.info('SYNC_PUSH')).state.messages).toBe(0);
     for (const d of devices) expect(await d.db.collection('_sync_outbox').countDocuments()).toBe(0);
+    // Health reports the transport: NATS connected, the applied sequence, nothing pending.
+    for (const d of devices) {
+      const { transport } = await d.sync.checkBidirectionalHealth();
+      expect(transport).toMatchObject({ mode: 'nats', nats: { state: 'connected' } });
+      expect(transport.changesSequence).toBeGreaterThan(0);
+      expect(transport.changesPending).toBe(0);
+    }
   }, 150_000);
 
   it('a device cannot push for another device: refused on its subject, rejected by origin', async () => {
