@@ -8,6 +8,7 @@ import { syncApiOptionsFromEnv } from '../lib/api/sync-api.config';
 import { AppController } from './app.controller';
 import { BidirectionalSyncModule } from '../lib/bidirectional-sync.module';
 import { syncOptionsFromEnv } from '../lib/config/sync-config';
+import { fleetOptionsFromEnv } from '../lib/fleet/fleet-config';
 import { SyncHealthModule } from '../lib/health/sync-health.module';
 import { EmbeddedDevServers } from '../dev-servers/embedded-dev-servers';
 import type { ServiceConfig } from './service-config';
@@ -39,7 +40,11 @@ export class AppModule {
         ScheduleModule.forRoot(),
         EventEmitterModule.forRoot(),
         MongooseModule.forRoot(uris.local, { dbName: config.localDbName }),
-        BidirectionalSyncModule.forRoot(syncOptions),
+        BidirectionalSyncModule.forRoot({
+          ...syncOptions,
+          // SYNC_TRANSPORT=nats: a device in fleet mode (direct mode reads no NATS variable).
+          ...(env.SYNC_TRANSPORT?.trim() === 'nats' ? { fleet: fleetOptionsFromEnv(env) } : {}),
+        }),
         SyncApiModule.forRoot(syncApiOptionsFromEnv(env)),
         SyncHealthModule,
         TerminusModule,

@@ -4,10 +4,17 @@ import type {
   BidirectionalSyncModuleOptions,
 } from './config/sync-options.interface';
 import type { SyncConflictResolver } from './conflict/conflict-resolver.interface';
+import type { FleetModuleOptions } from './fleet/fleet-options.interface';
 
 export interface BidirectionalSyncExtras extends BidirectionalSyncModuleExtras {
   /** Class of a custom conflict resolver (`CONFLICT_RESOLUTION_STRATEGY=custom`), bound to `SYNC_CONFLICT_RESOLVER`. */
   conflictResolver?: Type<SyncConflictResolver>;
+  /**
+   * Fleet mode (`fleetOptionsFromEnv()`): with `transport: 'nats'` the drainer publishes to
+   * JetStream and the listener consumes the changes stream, instead of talking to Atlas.
+   * Default: direct mode. `deviceId` defaults to the instance id.
+   */
+  fleet?: FleetModuleOptions;
 }
 
 export const {

@@ -40,6 +40,15 @@ import { LocalApplierService } from './processor/local-applier.service';
 import { LocalResolutionWriter } from './processor/local-resolution-writer.service';
 import { ResumeTokenRepository } from './resume-token/resume-token.repository';
 import { SyncEngine } from './sync-engine';
+import { FLEET_CONFIG } from './fleet/fleet.constants';
+import { resolveFleetConfig } from './fleet/fleet-config';
+import type { FleetModuleOptions } from './fleet/fleet-options.interface';
+import { NatsConnectionService } from './fleet/nats-connection.service';
+import { FleetChangeConsumer } from './fleet/device/fleet-change-consumer.service';
+import { FleetPositionRepository } from './fleet/device/fleet-position.repository';
+import { NatsPushSink } from './fleet/device/nats-push-sink';
+import { SYNC_PUSH_SINK } from './outbox/push-sink';
+import { SYNC_PULL_SOURCE } from './listener/pull-source';
 
 const SERVICES = [
   SyncStoresService,
@@ -86,6 +95,9 @@ const EXPORTED = [
   RebaselineService,
   SyncStoresService,
   LeaseService,
+  // The fleet relay's shared paths (not in the package's public API).
+  AtlasPushApplier,
+  AtlasDirectWriteAdopter,
 ];
 
 /** Holds the engine's providers; built by `BidirectionalSyncModule.forRoot()`. @internal */
@@ -123,8 +135,10 @@ export class BidirectionalSyncModule extends ConfigurableBidirectionalSyncModule
     extras: {
       localConnectionName?: string;
       conflictResolver?: (typeof SYNC_OPTIONS_TYPE)['conflictResolver'];
+      fleet?: FleetModuleOptions;
     },
   ): DynamicModule {
+    const fleet = extras.fleet?.transport === 'nats' ? fleetDeviceProviders(extras.fleet) : [];
     const providers: Provider[] = [
       {
         provide: SYNC_CONFIG,
@@ -154,12 +168,17 @@ export class BidirectionalSyncModule extends ConfigurableBidirectionalSyncModule
         ? [{ provide: SYNC_CONFLICT_RESOLVER, useClass: extras.conflictResolver }]
         : []),
       ...SERVICES,
+      ...fleet,
     ];
     const core: DynamicModule = {
       ...definition,
       module: BidirectionalSyncCoreModule,
       providers: [...(definition.providers ?? []), ...providers],
-      exports: [...(definition.exports ?? []), ...EXPORTED],
+      exports: [
+        ...(definition.exports ?? []),
+        ...EXPORTED,
+        ...(fleet.length ? FLEET_DEVICE_EXPORTS : []),
+      ],
     };
     const engine: DynamicModule = {
       module: SyncEngineModule,
@@ -172,12 +191,40 @@ export class BidirectionalSyncModule extends ConfigurableBidirectionalSyncModule
   }
 }
 
+const FLEET_DEVICE_EXPORTS = [FLEET_CONFIG, NatsConnectionService, FleetChangeConsumer];
+
+/**
+ * A device in fleet mode: the NATS connection, the drainer's sink (publish, acknowledged on
+ * the PubAck) and the listener's source (the changes stream), bound to the engine's seams.
+ */
+function fleetDeviceProviders(options: FleetModuleOptions): Provider[] {
+  return [
+    {
+      provide: FLEET_CONFIG,
+      useFactory: (config: ResolvedSyncConfig) =>
+        resolveFleetConfig({
+          ...options,
+          role: 'device',
+          deviceId: options.deviceId ?? config.instanceId,
+        }),
+      inject: [SYNC_CONFIG],
+    },
+    NatsConnectionService,
+    FleetPositionRepository,
+    FleetChangeConsumer,
+    NatsPushSink,
+    { provide: SYNC_PUSH_SINK, useExisting: NatsPushSink },
+    { provide: SYNC_PULL_SOURCE, useExisting: FleetChangeConsumer },
+  ];
+}
+
 /** Module options as given may carry the extras (`isGlobal`, ...); they are not sync options. */
 function stripExtras(options: BidirectionalSyncModuleOptions): BidirectionalSyncModuleOptions {
   const {
     isGlobal: _g,
     localConnectionName: _c,
     conflictResolver: _r,
+    fleet: _f,
     ...rest
   } = options as BidirectionalSyncModuleOptions & Record<string, unknown>;
   return rest as BidirectionalSyncModuleOptions;

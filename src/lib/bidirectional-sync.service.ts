@@ -3,9 +3,12 @@ import {
   Injectable,
   Logger,
   OnApplicationBootstrap,
+  Optional,
 } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { CaptureModeService } from './capture/capture-mode.service';
+import { FleetChangeConsumer } from './fleet/device/fleet-change-consumer.service';
+import { NatsConnectionService } from './fleet/nats-connection.service';
 import { DirtyMarkerCaptureService } from './capture/dirty-marker-capture.service';
 import { LocalChangeCaptureService } from './capture/local-change-capture.service';
 import type { LocalCapture } from './capture/local-capture.interface';
@@ -63,6 +66,22 @@ export interface BidirectionalHealth {
   localRescan: LocalRescanProgress;
   lagMs: { localToAtlas: number | null; atlasToLocal: number | null };
   conflictsLastHour: number;
+  /**
+   * How this device reaches Atlas: `direct`, or `nats` (fleet mode) with the NATS connection
+   * (no secret), the last applied changes-stream sequence and the messages still pending on
+   * the device's consumer (as of its last fetch).
+   */
+  transport: {
+    mode: 'direct' | 'nats';
+    nats: {
+      state: string;
+      server: string | null;
+      reconnects: number;
+      lastError: string | null;
+    } | null;
+    changesSequence: number | null;
+    changesPending: number | null;
+  };
   health: HealthState;
   reasons: string[];
 }
@@ -103,6 +122,8 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     private readonly markerCapture: DirtyMarkerCaptureService,
     private readonly captureMode: CaptureModeService,
     private readonly rescan: LocalRescanService,
+    @Optional() private readonly nats?: NatsConnectionService,
+    @Optional() private readonly fleetChanges?: FleetChangeConsumer,
   ) {}
 
   /** The health check's alert thresholds (option `healthThresholds`; read-only). */
@@ -309,6 +330,9 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
         'degraded',
         `${conflictsLastHour} conflicts in the last hour (threshold ${this.thresholds.maxConflictsPerHour})`,
       );
+    const nats = this.nats?.status();
+    if (nats && nats.state !== 'connected' && nats.state !== 'idle')
+      worsen('degraded', `NATS ${nats.state}${nats.lastError ? `: ${nats.lastError}` : ''}`);
     const rebaseline = this.rebaseline.progress;
     if (rebaseline.state === 'running')
       worsen('degraded', `re-baseline in progress (${rebaseline.compared} documents compared)`);
@@ -351,6 +375,19 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
       localRescan,
       lagMs: lag,
       conflictsLastHour,
+      transport: {
+        mode: nats ? 'nats' : 'direct',
+        nats: nats
+          ? {
+              state: nats.state,
+              server: nats.server ?? null,
+              reconnects: nats.reconnects,
+              lastError: nats.lastError ?? null,
+            }
+          : null,
+        changesSequence: this.fleetChanges?.lastSequence ?? null,
+        changesPending: this.fleetChanges?.pending ?? null,
+      },
       health,
       reasons,
     };

@@ -11,6 +11,7 @@ import { BidirectionalSyncService } from '../../src/lib/bidirectional-sync.servi
 import { syncCapturePlugin } from '../../src/lib/capture/sync-capture.plugin';
 import type { BidirectionalSyncModuleOptions } from '../../src/lib/config/sync-options.interface';
 import type { SyncConflictResolver } from '../../src/lib/conflict/conflict-resolver.interface';
+import type { FleetModuleOptions } from '../../src/lib/fleet/fleet-options.interface';
 
 /** A model with hooks and validation, as a host application would register. */
 @Schema({ collection: 'menuitems' })
@@ -52,6 +53,8 @@ export interface DeviceOptions {
   clockOffsetMs?: number;
   /** Apply syncCapturePlugin to the local connection, as a host with a standalone server does. */
   capturePlugin?: boolean;
+  /** Fleet mode (`transport: 'nats'`): the device syncs through JetStream and a relay. */
+  fleet?: FleetModuleOptions;
 }
 
 /** One device: a Nest application with the module, its own local database and the shared Atlas. */
@@ -101,6 +104,7 @@ export class SyncDevice {
           maxReconnectInterval: 2000,
           ...opts.options,
           conflictResolver: opts.conflictResolver,
+          fleet: opts.fleet,
         }),
       ],
     })

@@ -1,4 +1,4 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { ChangeStreamDocument, Document, ResumeToken } from 'mongodb';
 import { SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
@@ -13,6 +13,7 @@ import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { ChangeProcessorService } from '../processor/change-processor.service';
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 import { InjectSyncConfig } from '../bidirectional-sync.decorators';
+import { PullSource, SYNC_PULL_SOURCE } from './pull-source';
 
 /** The module's own collections other than tombstones, never streamed. */
 const PRIVATE_COLLECTIONS = Object.values(SYNC_COLLECTIONS).filter(
@@ -33,7 +34,8 @@ const PRIVATE_COLLECTIONS = Object.values(SYNC_COLLECTIONS).filter(
 @Injectable()
 export class ListenerService {
   private readonly logger = new Logger(ListenerService.name);
-  private readonly tailer: ChangeStreamTailer;
+  /** The Atlas change stream, or the bound `SYNC_PULL_SOURCE` (fleet mode). */
+  private readonly tailer: PullSource;
 
   constructor(
     @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
@@ -44,32 +46,35 @@ export class ListenerService {
     private readonly rebaseline: RebaselineService,
     private readonly monitor: MonitorService,
     private readonly events: EventEmitter2,
+    @Optional() @Inject(SYNC_PULL_SOURCE) source?: PullSource,
   ) {
-    this.tailer = new ChangeStreamTailer({
-      name: 'Atlas listener',
-      db: () => this.stores.atlas,
-      pipeline: () => this.pipeline(),
-      batchSize: this.config.changeStreamBatchSize,
-      reconnect: {
-        initialMs: this.config.reconnectInterval,
-        maxMs: this.config.maxReconnectInterval,
-        maxAttempts: this.config.maxReconnectAttempts,
-      },
-      loadToken: () => this.loadOrBaseline(),
-      saveToken: (token) => this.tokens.save(this.origin.instanceId, 'atlas', token),
-      handleBatch: (events) => this.handleChange(events),
-      onHistoryLost: async (err) => {
-        await this.tokens.clear(this.origin.instanceId, 'atlas');
-        this.logger.warn(`Stored Atlas resume token unusable: ${(err as Error)?.message ?? err}`);
-      },
-      onStateChange: (state, detail) => {
-        if (state === 'disconnected') this.monitor.recordReconnect();
-        this.events.emit(
-          SyncEvents.stateChanged,
-          new SyncStateChangedEvent('listener', state, detail),
-        );
-      },
-    });
+    this.tailer =
+      source ??
+      new ChangeStreamTailer({
+        name: 'Atlas listener',
+        db: () => this.stores.atlas,
+        pipeline: () => this.pipeline(),
+        batchSize: this.config.changeStreamBatchSize,
+        reconnect: {
+          initialMs: this.config.reconnectInterval,
+          maxMs: this.config.maxReconnectInterval,
+          maxAttempts: this.config.maxReconnectAttempts,
+        },
+        loadToken: () => this.loadOrBaseline(),
+        saveToken: (token) => this.tokens.save(this.origin.instanceId, 'atlas', token),
+        handleBatch: (events) => this.handleChange(events),
+        onHistoryLost: async (err) => {
+          await this.tokens.clear(this.origin.instanceId, 'atlas');
+          this.logger.warn(`Stored Atlas resume token unusable: ${(err as Error)?.message ?? err}`);
+        },
+        onStateChange: (state, detail) => {
+          if (state === 'disconnected') this.monitor.recordReconnect();
+          this.events.emit(
+            SyncEvents.stateChanged,
+            new SyncStateChangedEvent('listener', state, detail),
+          );
+        },
+      });
   }
 
   get status(): ChangeStreamTailerStatus {
@@ -115,26 +120,38 @@ export class ListenerService {
 
   /** Server-side filter: synced collections only, and nothing this instance wrote. */
   pipeline(): Document[] {
-    const excluded = [...PRIVATE_COLLECTIONS, ...this.config.excludedCollections];
-    const collections = this.config.collections
-      ? {
-          $in: [
-            ...this.config.collections.filter((c) => !excluded.includes(c)),
-            SYNC_COLLECTIONS.tombstones,
-          ],
-        }
-      : { $nin: excluded };
-    return [
-      {
-        $match: {
-          'ns.coll': collections,
-          operationType: { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] },
-          $or: [
-            { operationType: { $in: ['delete', ...COLLECTION_OPERATIONS] } },
-            { [`fullDocument.${SYNC_STAMP_FIELD}.o`]: { $ne: this.origin.instanceId } },
-          ],
-        },
-      },
-    ];
+    return atlasChangePipeline(this.config, this.origin.instanceId);
   }
+}
+
+/**
+ * The Atlas change stream's server-side filter: data and collection events of the synced
+ * collections and tombstones; with `skipOrigin`, not the states that origin wrote (a device
+ * skips its own writes; the fleet relay passes none, since it forwards every state).
+ */
+export function atlasChangePipeline(config: ResolvedSyncConfig, skipOrigin?: string): Document[] {
+  const excluded = [...PRIVATE_COLLECTIONS, ...config.excludedCollections];
+  const collections = config.collections
+    ? {
+        $in: [
+          ...config.collections.filter((c) => !excluded.includes(c)),
+          SYNC_COLLECTIONS.tombstones,
+        ],
+      }
+    : { $nin: excluded };
+  const operations = { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] };
+  if (skipOrigin === undefined)
+    return [{ $match: { 'ns.coll': collections, operationType: operations } }];
+  return [
+    {
+      $match: {
+        'ns.coll': collections,
+        operationType: operations,
+        $or: [
+          { operationType: { $in: ['delete', ...COLLECTION_OPERATIONS] } },
+          { [`fullDocument.${SYNC_STAMP_FIELD}.o`]: { $ne: skipOrigin } },
+        ],
+      },
+    },
+  ];
 }

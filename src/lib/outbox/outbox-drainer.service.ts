@@ -1,4 +1,4 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { InjectSyncConfig } from '../bidirectional-sync.decorators';
@@ -15,6 +15,7 @@ import { MonitorService } from '../monitor/monitor.service';
 import { LocalResolutionWriter } from '../processor/local-resolution-writer.service';
 import { AtlasPushApplier, PushedEdit, PushOutcome } from './atlas-push-applier.service';
 import { NewOutboxEntry, OutboxEntry, OutboxRepository } from './outbox.repository';
+import { PushSink, SYNC_PUSH_SINK } from './push-sink';
 
 const DRAIN_JOB = 'bidirectional-sync:outbox-drain';
 const CLEANUP_JOB = 'bidirectional-sync:cleanup';
@@ -56,6 +57,8 @@ export class OutboxDrainerService {
   private drainWhileStopped?: Promise<number>;
   private stopSignal?: () => void;
   private readonly state: DrainerStatus = { running: false, consecutiveFailures: 0 };
+  /** Where edits go: the bound `SYNC_PUSH_SINK` (fleet mode), else Atlas. */
+  private readonly sink: PushSink;
 
   constructor(
     @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
@@ -67,7 +70,13 @@ export class OutboxDrainerService {
     private readonly monitor: MonitorService,
     private readonly scheduler: SchedulerRegistry,
     private readonly events: EventEmitter2,
-  ) {}
+    @Optional() @Inject(SYNC_PUSH_SINK) sink?: PushSink,
+  ) {
+    this.sink = sink ?? {
+      ready: () => this.stores.ensureAtlasIndexes(),
+      push: (edits) => this.pushToAtlas(edits),
+    };
+  }
 
   get status(): DrainerStatus {
     return { ...this.state };
@@ -120,7 +129,7 @@ export class OutboxDrainerService {
   private async drainAll(): Promise<number> {
     let handled = 0;
     try {
-      await this.stores.ensureAtlasIndexes();
+      await this.sink.ready();
       for (;;) {
         const batch = await this.outbox.next(this.config.outboxBatchSize);
         if (!batch.length) {
@@ -185,8 +194,8 @@ export class OutboxDrainerService {
     await faultPoint('push:before-atlas');
     let outcomes: Map<CapturedEdit, PushOutcome>;
     try {
-      await this.stores.ensureAtlasIndexes();
-      outcomes = await this.pushEdits(direct);
+      await this.sink.ready();
+      outcomes = await this.sink.push(direct);
     } catch (err) {
       this.recordFailure(err);
       return this.outbox.enqueue(direct);
@@ -196,8 +205,8 @@ export class OutboxDrainerService {
     await this.outbox.enqueue(direct.filter((edit) => failed.has(edit)));
   }
 
-  /** Pushes edits collection by collection; resolutions are held locally first. */
-  private async pushEdits<E extends PushedEdit>(edits: E[]): Promise<Map<E, PushOutcome>> {
+  /** Direct mode: pushes edits collection by collection; resolutions are held locally first. */
+  private async pushToAtlas<E extends PushedEdit>(edits: E[]): Promise<Map<E, PushOutcome>> {
     const outcomes = new Map<E, PushOutcome>();
     for (const [collection, list] of groupBy(edits, (e) => e.c)) {
       const result = await this.pushApplier.push(collection, list, (resolved) =>
@@ -253,7 +262,7 @@ export class OutboxDrainerService {
 
   private async pushBatch(batch: OutboxEntry[]): Promise<number> {
     const started = Date.now();
-    const outcomes = await this.pushEdits(batch);
+    const outcomes = await this.sink.push(batch);
     const failed = this.report(outcomes, (entry) => entry.enqueuedAt, Date.now() - started);
     for (const entry of failed) {
       const outcome = outcomes.get(entry) as { error: string; retryMs?: number };

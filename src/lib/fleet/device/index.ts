@@ -1,0 +1,3 @@
+export * from './fleet-change-consumer.service';
+export * from './fleet-position.repository';
+export * from './nats-push-sink';
