@@ -23,6 +23,7 @@ import type { BidirectionalSyncModuleOptions } from './config/sync-options.inter
 import { ConflictResolverService } from './conflict/conflict-resolver.service';
 import { ConflictRepository } from './conflict/conflict.repository';
 import { LocalRescanService } from './initial-sync/local-rescan.service';
+import { ForgottenDeletesService } from './initial-sync/forgotten-deletes.service';
 import { RebaselineService } from './initial-sync/rebaseline.service';
 import { ListenerService } from './listener/listener.service';
 import { SyncMetadataRepository } from './metadata/sync-metadata.repository';
@@ -70,6 +71,7 @@ const SERVICES = [
   LocalApplierService,
   LocalResolutionWriter,
   ChangeProcessorService,
+  ForgottenDeletesService,
   RebaselineService,
   LocalRescanService,
   ListenerService,

@@ -3,10 +3,8 @@ import type { Document } from 'mongodb';
 import { ATLAS_ORIGIN, SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { compareVersions, successor, SyncVersion } from '../common/hybrid-logical-clock';
 import { issuedStamp } from '../common/engine-writes';
-import { findByIds } from '../common/find-by-ids';
-import { CaptureModeService } from '../capture/capture-mode.service';
 import { LocalChangeCaptureService } from '../capture/local-change-capture.service';
-import { asReplaceEvent, writtenWithoutCapture } from './uncaptured-writes';
+import { ForgottenDeletesService } from './forgotten-deletes.service';
 import { pagesById } from './pages-by-id';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
@@ -94,7 +92,6 @@ export class RebaselineService {
     queuedToAtlas: 0,
     deletedLocally: 0,
   };
-  private readonly warnedEmpty = new Set<string>();
 
   constructor(
     @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
@@ -105,8 +102,8 @@ export class RebaselineService {
     private readonly tombstones: TombstoneRepository,
     private readonly tokens: ResumeTokenRepository,
     private readonly metadata: SyncMetadataRepository,
-    private readonly captureMode: CaptureModeService,
     private readonly capture: LocalChangeCaptureService,
+    private readonly forgottenDeletes: ForgottenDeletesService,
   ) {}
 
   get progress(): RebaselineProgress {
@@ -153,8 +150,8 @@ export class RebaselineService {
         const resumeHere = saved?.collection === collection ? saved : undefined;
         this.state.collection = collection;
         if (!resumeHere && this.config.pushesCollection(collection)) {
-          // Judged once, before this device pushes anything of it (see absentOnAtlas).
-          if (await this.atlasCollectionEmpty(collection))
+          // Judged once, before this device pushes anything of it (see ForgottenDeletesService).
+          if (await this.forgottenDeletes.atlasCollectionEmpty(collection))
             checkpoint.atlasEmpty = [...(checkpoint.atlasEmpty ?? []), collection];
           await this.metadata.saveRebaselineCheckpoint(id, checkpoint);
         }
@@ -314,7 +311,7 @@ export class RebaselineService {
    * Local → Atlas: local documents missing on Atlas or newer than Atlas's
    * copy go to the outbox, except stamped documents that Atlas no longer
    * holds and holds no tombstone of (deleted after the tombstone expired, or
-   * on Atlas without the module while no device streamed): see `absentOnAtlas`.
+   * on Atlas without the module while no device streamed): see `ForgottenDeletesService`.
    */
   private async pushPage(collection: string, page: Document[], atlasEmpty = false): Promise<void> {
     const ids = page.map((d) => d._id);
@@ -354,7 +351,15 @@ export class RebaselineService {
         entries.push(this.rebaseEntry(collection, doc, stamp, atlasVersion));
       }
     }
-    if (absent.length) await this.absentOnAtlas(collection, absent, atlasEmpty);
+    if (absent.length) {
+      const { deletedLocally, queuedToAtlas } = await this.forgottenDeletes.settle(
+        collection,
+        absent,
+        atlasEmpty,
+      );
+      this.state.deletedLocally += deletedLocally;
+      this.state.queuedToAtlas += queuedToAtlas;
+    }
     await this.outbox.enqueue(entries);
     this.state.compared += page.length;
     this.state.queuedToAtlas += entries.length;
@@ -375,92 +380,5 @@ export class RebaselineService {
       rebase: true,
       doc: { ...doc, [SYNC_STAMP_FIELD]: stamp },
     };
-  }
-
-  /**
-   * Stamped local documents that Atlas holds neither as a document nor as a
-   * tombstone. A stamp means the document was synced once, so Atlas deleted
-   * it and forgot the delete (its tombstone expired, or the delete was made
-   * without the module while no device streamed). The rules:
-   * - unmodified since it was last synced (its content matches its stamp's
-   *   digest, or the stamp predates digests, and no local edit is pending):
-   *   it is deleted here too, like an applied delete (a `remote` tombstone);
-   * - modified (a pending outbox entry, or content the stamp does not
-   *   describe): the edit wins over the delete; it is pushed (an uncaptured
-   *   write is captured first, as a local edit), and the push records the
-   *   conflict (`decide()`: an edit of a state Atlas forgot);
-   * - unless the Atlas collection was empty when the re-baseline reached it:
-   *   then Atlas was emptied or replaced rather than edited, nothing is
-   *   deleted here, and everything is pushed back as new local edits (with
-   *   a warning).
-   */
-  private async absentOnAtlas(
-    collection: string,
-    docs: Document[],
-    atlasEmpty: boolean,
-  ): Promise<void> {
-    if (atlasEmpty) {
-      if (!this.warnedEmpty.has(collection)) {
-        this.warnedEmpty.add(collection);
-        this.logger.warn(
-          `Atlas collection "${collection}" was empty while this device holds synced documents of it: pushing them back instead of deleting them here (Atlas emptied or replaced?)`,
-        );
-      }
-      // As new local edits: their versions beat the delete another device may derive meanwhile.
-      await this.capture.captureBatch(
-        docs.map((d) => asReplaceEvent(this.stores.local.databaseName, collection, d)),
-      );
-      this.state.queuedToAtlas += docs.length;
-      return;
-    }
-    let current = docs;
-    if (docs.some(writtenWithoutCapture)) {
-      // A host write the capture has not recorded yet: let it record it, then look again.
-      await this.captureMode.active.caughtUp();
-      current = [
-        ...(
-          await findByIds(
-            this.stores.local.collection(collection),
-            docs.map((d) => d._id),
-          )
-        ).values(),
-      ];
-    }
-    const pending = await this.outbox.pendingFor(
-      collection,
-      current.map((d) => d._id),
-    );
-    const uncaptured = current.filter(
-      (d) => !pending.has(idKey(d._id)) && readStamp(d) && writtenWithoutCapture(d),
-    );
-    if (uncaptured.length)
-      await this.capture.captureBatch(
-        uncaptured.map((d) => asReplaceEvent(this.stores.local.databaseName, collection, d)),
-      );
-    const modified = new Set([...pending.keys(), ...uncaptured.map((d) => idKey(d._id))]);
-    const unmodified = current.filter((d) => !modified.has(idKey(d._id)));
-    if (unmodified.length) {
-      await this.processor.applyChanges(
-        unmodified.map((d) => ({
-          collection,
-          id: d._id,
-          operation: 'delete',
-          // Every device derives the same version: just after the state it last synced.
-          stamp: { v: successor(readStamp(d)!.v, ATLAS_ORIGIN)!, o: ATLAS_ORIGIN },
-        })),
-      );
-      this.state.deletedLocally += unmodified.length;
-      this.logger.log(
-        `Re-baseline ${collection}: ${unmodified.length} documents deleted on Atlas (no tombstone left) deleted here too`,
-      );
-    }
-    // Pending entries are pushed as they are; captured edits went through the capture's push.
-    this.state.queuedToAtlas += modified.size;
-  }
-
-  private async atlasCollectionEmpty(collection: string): Promise<boolean> {
-    return !(await this.stores.atlas
-      .collection(collection)
-      .findOne({}, { projection: { _id: 1 } }));
   }
 }
