@@ -51,7 +51,9 @@ export class ForgottenDeletesService {
     docs: Document[],
     atlasEmpty: boolean,
   ): Promise<{ deletedLocally: number; queuedToAtlas: number }> {
-    if (atlasEmpty) {
+    // Judged once per collection before this device pushed any of it; emptied since (a drop
+    // while the re-baseline ran) counts as emptied too. Never the other way round.
+    if (atlasEmpty || (await this.atlasCollectionEmpty(collection))) {
       if (!this.warnedEmpty.has(collection)) {
         this.warnedEmpty.add(collection);
         this.logger.warn(
