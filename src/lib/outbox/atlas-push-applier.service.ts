@@ -89,15 +89,15 @@ export class AtlasPushApplier {
    * document new to Atlas, is what `decide()` calls a fast-forward if Atlas
    * still holds that state; a compare-and-set on it makes sure it does (an
    * update never creates a document, so nothing deleted meanwhile comes
-   * back). A new document that meets a tombstone is taken back. Returns the
-   * edits this did not settle, for `readAndDecide`.
+   * back). A new document whose id has a tombstone on Atlas is left to the
+   * full path. Returns the edits this did not settle, for `readAndDecide`.
    */
   private async fastForward<E extends PushedEdit>(
     collection: string,
     edits: E[],
     outcomes: Map<E, PushOutcome>,
   ): Promise<E[]> {
-    const planned: { edit: E; doc: Document }[] = [];
+    let planned: { edit: E; doc: Document }[] = [];
     const rest: E[] = [];
     for (const edit of edits) {
       const base = edit.base ?? undefined;
@@ -121,6 +121,18 @@ export class AtlasPushApplier {
       else rest.push(edit);
     }
     if (!planned.length) return rest;
+    // A new document whose id Atlas holds a tombstone of is weighed against that delete.
+    const created = planned.filter((p) => p.edit.base == null);
+    if (created.length) {
+      const tombs = await this.tombstones.find(
+        this.stores.atlas,
+        collection,
+        created.map((p) => p.edit.i),
+      );
+      for (const p of created) if (tombs.has(idKey(p.edit.i))) rest.push(p.edit);
+      planned = planned.filter((p) => p.edit.base != null || !tombs.has(idKey(p.edit.i)));
+      if (!planned.length) return rest;
+    }
     const coll = this.stores.atlas.collection(collection);
     let failures = new Map<number, { code: number; message: string }>();
     let landed = 0;
@@ -147,44 +159,15 @@ export class AtlasPushApplier {
             coll,
             planned.filter((_p, i) => !failures.has(i)).map((p) => p.edit.i),
           );
-    const created: E[] = [];
     planned.forEach(({ edit }, i) => {
       const failure = failures.get(i);
       if (failure && failure.code !== MONGO_ERROR_CODES.DuplicateKey)
         outcomes.set(edit, { error: redactMessage(failure.message) });
-      else if (!failure && (!now || readStamp(now.get(idKey(edit.i)))?.v === edit.v)) {
+      else if (!failure && (!now || readStamp(now.get(idKey(edit.i)))?.v === edit.v))
         outcomes.set(edit, 'applied');
-        if (edit.base == null) created.push(edit);
-      } else rest.push(edit); // Atlas holds another state (or a document with this new id)
+      else rest.push(edit); // Atlas holds another state (or a document with this new id)
     });
-    return [...rest, ...(await this.takeBackFromTombstones(collection, created, outcomes))];
-  }
-
-  /**
-   * New documents written where a tombstone says a document of that id was
-   * deleted: taken back (a compare-and-set on what was written) and left to
-   * `readAndDecide`, which weighs them against the delete.
-   */
-  private async takeBackFromTombstones<E extends PushedEdit>(
-    collection: string,
-    created: E[],
-    outcomes: Map<E, PushOutcome>,
-  ): Promise<E[]> {
-    if (!created.length) return [];
-    const atlas = this.stores.atlas;
-    const tombs = await this.tombstones.find(
-      atlas,
-      collection,
-      created.map((e) => e.i),
-    );
-    const deleted = created.filter((e) => tombs.has(idKey(e.i)));
-    if (!deleted.length) return [];
-    await atlas.collection(collection).bulkWrite(
-      deleted.map((e) => ({ deleteOne: { filter: casFilter(e.i, e.v) } })),
-      { ordered: false },
-    );
-    for (const e of deleted) outcomes.delete(e);
-    return deleted;
+    return rest;
   }
 
   /** The full path: Atlas's current states are read and each edit is decided against its own. */
