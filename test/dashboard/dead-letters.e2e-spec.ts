@@ -8,6 +8,10 @@ import mongoose, { type Connection } from 'mongoose';
 import request from 'supertest';
 import { SyncApiModule } from '../../src/lib/api/sync-api.module';
 import { BidirectionalSyncModule } from '../../src/lib/bidirectional-sync.module';
+import {
+  ChangeProcessorService,
+  type IncomingChange,
+} from '../../src/lib/processor/change-processor.service';
 import { MongoHarness, uniqueDbName, waitFor } from '../support/mongo-harness';
 import { SyncDevice } from '../support/sync-device';
 
@@ -114,6 +118,22 @@ describe('dead letters: list, retry, discard', () => {
     expect((await list('?collection=menuitems')).totalDeadLetters).toBe(0);
     await http().get(`${PATH}?limit=0`).expect(400);
     await http().get(`${PATH}?sort=1`).expect(400);
+  });
+
+  it('the same change delivered again (a resumed stream, a re-baseline page) stays one dead letter', async () => {
+    const record = await local.collection('_sync_dead_letters').findOne({ documentId: 'g1' });
+    const again: IncomingChange = {
+      collection: 'gadgets',
+      id: 'g1',
+      operation: 'insert',
+      doc: record!.document,
+      stamp: record!.document._sync,
+    };
+    await app.get(ChangeProcessorService).applyChanges([again]);
+    const body = await list();
+    expect(body.totalDeadLetters).toBe(1);
+    expect(body.deadLetters[0].version).toBe(record!.version);
+    expect(await local.collection('gadgets').findOne({ _id: 'g1' as never })).toBeNull();
   });
 
   it('refuses retry and discard without the right key, and bad or unknown ids', async () => {

@@ -14,6 +14,7 @@ import { redactMessage } from '../errors/sync.errors';
 import type { SyncOperation } from '../events/sync-events';
 import { SyncEngine } from '../sync-engine';
 import { ChangeProcessorService, IncomingChange } from '../processor/change-processor.service';
+import { RETRYING_FIELD } from '../processor/dead-letter.service';
 import type { DeadLettersQueryDto } from './dto/dead-letters.dto';
 import type {
   DeadLetterDiscardResponseDto,
@@ -76,9 +77,13 @@ export class SyncDeadLettersService {
         `Dead letter ${id} cannot be retried: it holds no versioned change (${record.error ?? 'malformed event'}); discard it`,
       );
     const started = new Date();
+    // Marked, not deleted, while the retry runs: a crash mid-retry leaves it
+    // listed, and a rejection during the retry is recorded as a new one.
+    await this.store.updateOne({ _id }, { $set: { [RETRYING_FIELD]: true } });
     try {
       await this.processor.applyChanges([change]);
     } catch (err) {
+      await this.store.updateOne({ _id }, { $unset: { [RETRYING_FIELD]: '' } });
       const reason = redactMessage(err instanceof Error ? err.message : String(err));
       throw new ServiceUnavailableException(`Retry of dead letter ${id} failed: ${reason}`);
     }

@@ -50,7 +50,9 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
     await this.local
       .collection(SYNC_COLLECTIONS.conflicts)
       .createIndex({ collection: 1, resolvedAt: -1 });
-    await this.local.collection(SYNC_COLLECTIONS.deadLetters).createIndex({ at: -1 });
+    const deadLetters = this.local.collection(SYNC_COLLECTIONS.deadLetters);
+    await deadLetters.createIndex({ at: -1 });
+    await deadLetters.createIndex({ collection: 1, documentId: 1, version: 1 }); // one per change
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -40,16 +40,31 @@ export class DeadLetterService {
       SyncEvents.error,
       new SyncErrorEvent('processor', message, collection, documentId),
     );
-    await this.stores.local.collection(SYNC_COLLECTIONS.deadLetters).insertOne({
-      collection,
-      documentId,
-      version: c.stamp?.v,
+    const version = c.stamp?.v;
+    const details = {
       origin: c.stamp?.o,
       operation: c.operation ?? (change as ChangeStreamDocument).operationType,
       document: c.doc ?? c.fullDocument,
       error: message,
       errorName: (err as Error)?.name,
       at: new Date(),
-    });
+    };
+    const store = this.stores.local.collection(SYNC_COLLECTIONS.deadLetters);
+    if (collection === undefined || documentId === undefined || version === undefined) {
+      await store.insertOne({ collection, documentId, version, ...details });
+      return;
+    }
+    // Delivery is at least once (a resumed stream, a re-baseline page racing
+    // the stream): the same change rejected twice is one dead letter, not two.
+    // A dead letter being retried is left out, so that a retry rejected again
+    // leaves a new one behind.
+    await store.updateOne(
+      { collection, documentId, version, [RETRYING_FIELD]: { $exists: false } },
+      { $set: details },
+      { upsert: true },
+    );
   }
 }
+
+/** Marks a dead letter whose retry is under way (see DeadLetterService.record). */
+export const RETRYING_FIELD = 'retrying';
