@@ -52,6 +52,7 @@ describe(`host writes racing applies (seed ${SEED}; replay with SYNC_TEST_SEED=$
     const applyMs = latencies.sort((x, y) => x - y)[1];
 
     const delays = ids.map(() => Math.floor(applyMs * (0.3 + random() * 1.2)));
+    const replaces = ids.map(() => random() < 0.5);
     for (let start = 0; start < ids.length; start += PARALLEL) {
       await Promise.all(
         ids.slice(start, start + PARALLEL).map(async (id, k) => {
@@ -60,9 +61,13 @@ describe(`host writes racing applies (seed ${SEED}; replay with SYNC_TEST_SEED=$
             .collection('race')
             .updateOne({ _id: id } as Document, { $set: { w: `b-${round}` } });
           await new Promise((r) => setTimeout(r, delays[round]));
-          await a.db
-            .collection('race')
-            .updateOne({ _id: id } as Document, { $set: { w: `a-${round}` } });
+          // A replace strips the stamp, an update keeps the old one: both must fail the apply's compare-and-set.
+          if (replaces[round])
+            await a.db.collection('race').replaceOne({ _id: id } as Document, { w: `a-${round}` });
+          else
+            await a.db
+              .collection('race')
+              .updateOne({ _id: id } as Document, { $set: { w: `a-${round}` } });
         }),
       );
     }

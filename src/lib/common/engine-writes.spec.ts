@@ -1,6 +1,13 @@
 import type { ChangeStreamDocument } from 'mongodb';
 import { contentDigest } from './content-digest';
-import { casFilter, isHostWrite, issuedStamp, stamped, stateUpdate } from './engine-writes';
+import {
+  casFilter,
+  isHostWrite,
+  issuedStamp,
+  stamped,
+  stateUpdate,
+  unchangedFilter,
+} from './engine-writes';
 
 const stamp = { v: '001700000000000-000000-dev', o: 'dev' };
 
@@ -15,6 +22,20 @@ describe('engine writes', () => {
   it('casFilter matches the version read, or no stamp at all', () => {
     expect(casFilter(1, stamp.v)).toEqual({ _id: 1, '_sync.v': stamp.v });
     expect(casFilter(1, undefined)).toEqual({ _id: 1, '_sync.v': { $exists: false } });
+  });
+
+  it('unchangedFilter compares every field read, and a missing stamp must still be missing', () => {
+    expect(unchangedFilter({ _id: 1, a: 1, _sync: stamp })).toEqual({
+      _id: 1,
+      a: { $eq: 1 },
+      _sync: { $eq: stamp },
+    });
+    // Read after a host replace (no stamp): the capture's stamp write-back must fail it.
+    expect(unchangedFilter({ _id: 1, a: 1 })).toEqual({
+      _id: 1,
+      a: { $eq: 1 },
+      _sync: { $exists: false },
+    });
   });
 
   it('stamped replaces any stamp the content carries', () => {

@@ -30,7 +30,10 @@ export function casFilter(id: unknown, version: SyncVersion | undefined): Docume
  * overwritten unseen. Values are compared whole (`$eq`; MongoDB compares
  * embedded documents field by field in order, and these came from the
  * server). A field the host added after the read is not compared, and the
- * apply's update (`stateUpdate` of the fields read) leaves it in place.
+ * apply's update (`stateUpdate` of the fields read) leaves it in place, so
+ * the capture pushes it on top. The stamp is the exception: a document read
+ * without one (a host replace strips it) must still have none, or the
+ * capture stamped it in the meantime, after pushing its content.
  * (An `$expr` on `$$ROOT` would say the same in one term, but some servers
  * then scan the whole collection: docs/test-server.md D13.)
  */
@@ -38,6 +41,7 @@ export function unchangedFilter(read: Document): Document {
   const filter: Document = { _id: read._id };
   for (const [field, value] of Object.entries(read))
     if (field !== '_id') filter[field] = { $eq: value };
+  if (!(SYNC_STAMP_FIELD in read)) filter[SYNC_STAMP_FIELD] = { $exists: false };
   return filter;
 }
 
