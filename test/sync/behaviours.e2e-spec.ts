@@ -1,4 +1,6 @@
-import { Binary, Decimal128, Long, ObjectId } from 'mongodb';
+import { Binary, Decimal128, Document, Long, ObjectId } from 'mongodb';
+import { matchesStampDigest } from '../../src/lib/common/content-digest';
+import { AtlasDirectWriteAdopter } from '../../src/lib/processor/atlas-direct-write-adopter.service';
 import { SyncCluster } from '../support/sync-cluster';
 
 describe('excluded collections, the enabled switch, restarts, echoes and BSON types', () => {
@@ -169,6 +171,45 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
     await cluster.everywhere(
       async (db) => (await db.collection('orders').countDocuments({ _id: 'direct' as any })) === 0,
       'direct delete everywhere',
+    );
+  });
+
+  it('an adoption that lost its compare-and-set to one of an earlier content adopts the content Atlas holds', async () => {
+    const [a, b] = cluster.devices;
+    const orders = cluster.atlas.collection('orders');
+    const id = 'adopt-race' as never;
+    await orders.insertOne({ _id: id, total: 1 });
+    await cluster.everywhere(
+      async (db) => (await db.collection('orders').findOne({ _id: id }))?.total === 1,
+      'adopted everywhere',
+    );
+    // The devices stop pulling, and the race is played by hand, in its bad order:
+    // two direct updates keep the first adoption's stamp; the event of the first
+    // is adopted only after the second landed (its compare-and-set still matches).
+    await Promise.all([a.sync.setEnabled(false), b.sync.setEnabled(false)]);
+    const adopted = (await orders.findOne({ _id: id }))!;
+    await orders.updateOne({ _id: id }, { $set: { total: 2 } });
+    await orders.updateOne({ _id: id }, { $set: { total: 3 } });
+    const event = (total: number) => ({
+      event: {
+        operationType: 'update' as const,
+        ns: { db: cluster.atlas.databaseName, coll: 'orders' },
+        documentKey: { _id: id },
+        fullDocument: { ...adopted, total } as Document,
+      } as never,
+    });
+    const adopter = a.get(AtlasDirectWriteAdopter);
+    await adopter.adoptWrites([event(2)]);
+    expect(matchesStampDigest((await orders.findOne({ _id: id }))!)).toBe(false);
+    // The second event was read with the same old stamp: its compare-and-set fails.
+    await adopter.adoptWrites([event(3)]);
+    const now = (await orders.findOne({ _id: id }))!;
+    expect(now.total).toBe(3);
+    expect(matchesStampDigest(now)).toBe(true);
+    await Promise.all([a.sync.setEnabled(true), b.sync.setEnabled(true)]);
+    await cluster.everywhere(
+      async (db) => (await db.collection('orders').findOne({ _id: id }))?.total === 3,
+      'the later content everywhere',
     );
   });
 });

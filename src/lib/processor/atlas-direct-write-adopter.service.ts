@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Document, Timestamp } from 'mongodb';
 import { ATLAS_ORIGIN } from '../bidirectional-sync.constants';
-import { contentDigest } from '../common/content-digest';
+import { contentDigest, matchesStampDigest } from '../common/content-digest';
 import { casFilter, stampUpdate, tombstoneOf } from '../common/engine-writes';
 import { findByIds } from '../common/find-by-ids';
 import { groupBy } from '../common/group-by';
@@ -17,6 +17,9 @@ import { SyncStoresService } from '../metadata/sync-stores.service';
 import { OutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
 import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
 import type { AtlasDataEvent } from './atlas-change-classifier';
+
+/** Adoptions that lose their compare-and-set are re-read and tried again this many times in all. */
+const MAX_ADOPTION_ATTEMPTS = 4;
 
 /** A direct write's event, with the newest version the same batch delivered before it. */
 export interface DirectWrite {
@@ -49,36 +52,55 @@ export class AtlasDirectWriteAdopter {
     for (const { event, seenBefore } of writes) {
       const collection = event.ns.coll;
       const id = event.documentKey._id;
-      const previous = readStamp(event.fullDocument);
       const derived = versionFromClusterTime(event.clusterTime, ATLAS_ORIGIN);
-      const h = contentDigest(event.fullDocument);
-      // Adopted already: stamped for this very content by a device before us.
-      // (A version at least as new is not enough: a later direct write keeps
-      // the stamp the engine put on the write before it.)
-      if (
-        previous?.o === ATLAS_ORIGIN &&
-        previous.h === h &&
-        compareVersions(previous.v, derived) >= 0
-      )
-        continue;
-      const [tombs, local, pending] = await Promise.all([
-        this.tombstones.find(this.stores.atlas, collection, [id]),
-        this.findLocal(collection, [id]),
-        this.outbox.pendingFor(collection, [id]),
-      ]);
-      const key = idKey(id);
-      const after = (v: SyncVersion | undefined) => successor(v, ATLAS_ORIGIN);
-      const v = maxVersion(
-        derived,
-        after(previous?.v),
-        after(tombs.get(key)?._sync.v),
-        after(lastAtlasVersionSeen(pending.get(key), local.get(key))),
-        after(seenBefore),
-      )!;
-      await this.stores.atlas
-        .collection(collection)
-        .updateOne(casFilter(id, previous?.v), stampUpdate({ v, o: ATLAS_ORIGIN, h }));
+      let current: Document | null = event.fullDocument;
+      for (let attempt = 1; current && attempt <= MAX_ADOPTION_ATTEMPTS; attempt++) {
+        const previous = readStamp(current);
+        const h = contentDigest(current);
+        // Adopted already: stamped for this very content by a device before us.
+        // (A version at least as new is not enough: a later direct write keeps
+        // the stamp the engine put on the write before it.)
+        if (
+          previous?.o === ATLAS_ORIGIN &&
+          previous.h === h &&
+          compareVersions(previous.v, derived) >= 0
+        )
+          break;
+        const v = await this.adoptedVersion(collection, id, previous?.v, derived, seenBefore);
+        const result = await this.stores.atlas
+          .collection(collection)
+          .updateOne(casFilter(id, previous?.v), stampUpdate({ v, o: ATLAS_ORIGIN, h }));
+        if (result.matchedCount) break;
+        // The stamp moved since the event's read: another device adopted, or
+        // adopted an earlier content that a later direct write (which keeps
+        // the stamp) has replaced since. Only the document as it is now tells.
+        current = await this.stores.atlas.collection(collection).findOne({ _id: id } as Document);
+        if (current && matchesStampDigest(current)) break;
+      }
     }
+  }
+
+  private async adoptedVersion(
+    collection: string,
+    id: unknown,
+    previous: SyncVersion | undefined,
+    derived: SyncVersion,
+    seenBefore: SyncVersion | undefined,
+  ): Promise<SyncVersion> {
+    const [tombs, local, pending] = await Promise.all([
+      this.tombstones.find(this.stores.atlas, collection, [id]),
+      this.findLocal(collection, [id]),
+      this.outbox.pendingFor(collection, [id]),
+    ]);
+    const key = idKey(id);
+    const after = (v: SyncVersion | undefined) => successor(v, ATLAS_ORIGIN);
+    return maxVersion(
+      derived,
+      after(previous),
+      after(tombs.get(key)?._sync.v),
+      after(lastAtlasVersionSeen(pending.get(key), local.get(key))),
+      after(seenBefore),
+    )!;
   }
 
   /**
