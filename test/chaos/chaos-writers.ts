@@ -8,6 +8,9 @@ export interface LoggedWrite {
   op: 'set' | 'delete';
   /** false: the server did not acknowledge it (it may or may not have happened). */
   acknowledged: boolean;
+  /** When the write was sent and when its reply (or error) came back (ms). */
+  startedAt: number;
+  endedAt?: number;
 }
 
 /** What a document's final state may be: a writer's `seq`, or `absent`. */
@@ -58,9 +61,33 @@ export class ChaosWriter {
     const key = shared
       ? `shared-${Math.floor(this.random() * this.keys.shared)}`
       : `${this.name}-${Math.floor(this.random() * this.keys.owned)}`;
-    const seq = ++this.seq;
     const op: LoggedWrite['op'] = this.random() < this.deleteShare ? 'delete' : 'set';
-    const entry: LoggedWrite = { writer: this.name, key, seq, op, acknowledged: false };
+    await this.write(key, op);
+  }
+
+  /**
+   * Writes `keys` back to back for `durationMs` (sets only, replace or update
+   * at random), alongside the writer's usual loop: aimed at documents another
+   * writer bursts on at the same time, host writes race the applies of remote ones.
+   */
+  async burst(keys: string[], durationMs: number, intervalMs: number): Promise<void> {
+    const until = Date.now() + durationMs;
+    while (Date.now() < until) {
+      await this.write(keys[Math.floor(this.random() * keys.length)], 'set');
+      await new Promise((r) => setTimeout(r, intervalMs * (0.5 + this.random())));
+    }
+  }
+
+  private async write(key: string, op: LoggedWrite['op']): Promise<void> {
+    const seq = ++this.seq;
+    const entry: LoggedWrite = {
+      writer: this.name,
+      key,
+      seq,
+      op,
+      acknowledged: false,
+      startedAt: Date.now(),
+    };
     this.log.push(entry);
     const content = {
       writer: this.name,
@@ -80,6 +107,8 @@ export class ChaosWriter {
       entry.acknowledged = true;
     } catch {
       // Not acknowledged (server down, connection cut): the oracle treats it as maybe-applied.
+    } finally {
+      entry.endedAt = Date.now();
     }
   }
 }
@@ -129,4 +158,82 @@ export function checkOracle(
   for (const key of finalDocs.keys())
     if (!possible.has(key)) violations.push(`${key}: present but never written`);
   return { checked: possible.size, violations };
+}
+
+/** How each acknowledged write ended (see `checkEveryWrite`). */
+export interface WriteAccounting {
+  checked: number;
+  survived: number;
+  supersededByOwn: number;
+  overwrittenLater: number;
+  lostToConflict: number;
+  violations: string[];
+}
+
+/**
+ * Accounts for every acknowledged write, one by one. A write either
+ * - is the final state (or, a delete, the key ends absent);
+ * - was superseded by a later write of the same writer to the same key;
+ * - was overwritten by the final state's write, which completed after it;
+ * - or lost to a conflict recorded for its key after it was sent.
+ * Anything else is a write the sync lost silently: an older state (a
+ * resurrected document, a stale apply) ended up on top of it unrecorded.
+ * `conflictTimes` lists, per key, when each recorded conflict was resolved.
+ * Only the writes of `hosts` (the devices' writers) are accounted for; the
+ * final state may come from any of `writers`. Direct Atlas writes are checked
+ * by `checkOracle` only: one made within the adoption latency of a push based
+ * on the same version can be overwritten by that push unrecorded (README,
+ * Known limitations).
+ */
+export function checkEveryWrite(
+  hosts: ChaosWriter[],
+  writers: ChaosWriter[],
+  finalDocs: Map<string, Document>,
+  conflictTimes: Map<string, number[]>,
+): WriteAccounting {
+  const result: WriteAccounting = {
+    checked: 0,
+    survived: 0,
+    supersededByOwn: 0,
+    overwrittenLater: 0,
+    lostToConflict: 0,
+    violations: [],
+  };
+  const all = writers.flatMap((w) => w.log);
+  const byKey = new Map<string, LoggedWrite[]>();
+  for (const w of all) byKey.set(w.key, [...(byKey.get(w.key) ?? []), w]);
+  for (const [key, writes] of byKey) {
+    const doc = finalDocs.get(key);
+    // The write the final state comes from; for an absent key, the last delete to complete.
+    const final = doc
+      ? writes.find((w) => w.writer === doc.writer && w.seq === doc.seq)
+      : writes
+          .filter((w) => w.op === 'delete')
+          .sort((a, b) => (b.endedAt ?? Infinity) - (a.endedAt ?? Infinity))[0];
+    for (const w of writes) {
+      if (!w.acknowledged || !hosts.some((h) => h.name === w.writer)) continue;
+      result.checked++;
+      if (w === final || (!doc && w.op === 'delete')) {
+        result.survived++;
+        continue;
+      }
+      if (writes.some((later) => later.writer === w.writer && later.seq > w.seq)) {
+        result.supersededByOwn++;
+        continue;
+      }
+      if (final && (final.endedAt ?? Infinity) > w.endedAt!) {
+        result.overwrittenLater++;
+        continue;
+      }
+      if ((conflictTimes.get(key) ?? []).some((t) => t >= w.startedAt)) {
+        result.lostToConflict++;
+        continue;
+      }
+      const finalName = final ? `${final.writer}:${final.seq} (${final.op})` : 'nothing written';
+      result.violations.push(
+        `${key}: ${w.writer}:${w.seq} ${w.op}, acknowledged, lost to ${finalName} which completed before it, with no conflict recorded`,
+      );
+    }
+  }
+  return result;
 }

@@ -13,7 +13,7 @@ import {
 } from '../support/mongo-harness';
 import { prng, seedFrom } from '../support/prng';
 import { TcpProxy } from '../support/tcp-proxy';
-import { ChaosWriter, checkOracle } from './chaos-writers';
+import { ChaosWriter, checkEveryWrite, checkOracle } from './chaos-writers';
 import { SyncProcess } from './sync-process';
 
 /**
@@ -22,9 +22,13 @@ import { SyncProcess } from './sync-process';
  * writers on every device and on Atlas (without the module), and faults
  * injected while they write: kill -9 of sync processes, Atlas stopped and
  * restarted, connections cut, a device offline long enough for Atlas's
- * oplog to drop its resume point. After the faults stop and writers are
+ * oplog to drop its resume point and Atlas's tombstones to expire, a
+ * device's local oplog truncated past its capture's position while its
+ * application writes, and bursts of host writes racing the applies of
+ * remote writes to the same documents. After the faults stop and writers are
  * done, every device must verify identical to Atlas and the writers' own
- * log must confirm that no write that should have won was lost.
+ * log must confirm that no write that should have won was lost, and every
+ * acknowledged host write is accounted for, one by one.
  *
  * Short by default (CI). `npm run test:chaos` runs it longer; the seed is
  * printed and `SYNC_CHAOS_SEED` replays a run's schedule of writes and faults
@@ -35,10 +39,16 @@ const DURATION_MS = Number(process.env.SYNC_CHAOS_DURATION_MS ?? 40_000);
 const DEVICES = 3;
 /** Atlas's oplog keeps this much history; the long-offline fault outlasts it. */
 const OPLOG_RETENTION_S = 10;
+/** Each device's local oplog keeps this much; the local-history-loss fault outlasts it. */
+const LOCAL_OPLOG_RETENTION_S = 8;
+/** A tombstone older than this is expired by the TTL index (the module's default, 30 days). */
+const TOMBSTONE_RETENTION_MS = 30 * 24 * 3600 * 1000;
 const DB = 'chaos';
+const SHARED_KEYS = 10;
 const COLLECTION = 'items';
 
-type Fault = 'kill' | 'atlas-restart' | 'cut' | 'block' | 'history-loss';
+type Fault =
+  'kill' | 'atlas-restart' | 'cut' | 'block' | 'race' | 'history-loss' | 'local-history-loss';
 
 describeUnless(needsEmbeddedServers)(
   `chaos (seed ${SEED}; replay with SYNC_CHAOS_SEED=${SEED})`,
@@ -62,7 +72,10 @@ describeUnless(needsEmbeddedServers)(
         storage: 'disk',
         oplogRetentionSeconds: OPLOG_RETENTION_S,
       });
-      localServers = await harness.start(DEVICES, { name: 'chaos-local' });
+      localServers = await harness.start(DEVICES, {
+        name: 'chaos-local',
+        oplogRetentionSeconds: LOCAL_OPLOG_RETENTION_S,
+      });
       atlas = await MongoClient.connect(atlasServer.uri, { serverSelectionTimeoutMS: 2000 });
       for (const server of localServers) locals.push(await harness.client(server));
       for (let i = 0; i < DEVICES; i++) {
@@ -108,7 +121,7 @@ describeUnless(needsEmbeddedServers)(
           `chaos seed: ${SEED}, duration ${DURATION_MS} ms (replay: SYNC_CHAOS_SEED=${SEED} SYNC_CHAOS_DURATION_MS=${DURATION_MS} npx jest test/chaos)`,
         );
         const random = prng(SEED);
-        const keys = { owned: 12, shared: 10 };
+        const keys = { owned: 12, shared: SHARED_KEYS };
         locals.forEach((client, i) =>
           writers.push(
             new ChaosWriter(
@@ -133,21 +146,21 @@ describeUnless(needsEmbeddedServers)(
         writers.forEach((w) => w.start());
 
         const started = Date.now();
-        let historyLossDone = false;
-        let historyLossDevice: number | undefined;
+        // Once each, when the run is under way: a device offline past Atlas's
+        // oplog and tombstones, and a local oplog truncated under a device.
+        const once = new Map<Fault, number>();
+        const due = (fault: Fault, share: number) =>
+          !once.has(fault) && Date.now() - started > DURATION_MS * share;
         while (Date.now() - started < DURATION_MS) {
           await sleep(1500 + random() * 2500);
-          // One long offline period that outlasts the oplog, once the run is under way.
-          const fault: Fault =
-            !historyLossDone && Date.now() - started > DURATION_MS / 3
-              ? 'history-loss'
-              : pick(random, ['kill', 'kill', 'atlas-restart', 'cut', 'block']);
+          const fault: Fault = due('history-loss', 1 / 3)
+            ? 'history-loss'
+            : due('local-history-loss', 1 / 2)
+              ? 'local-history-loss'
+              : pick(random, ['kill', 'kill', 'atlas-restart', 'cut', 'block', 'race']);
           const device = Math.floor(random() * DEVICES);
           await inject(fault, device, random);
-          if (fault === 'history-loss') {
-            historyLossDone = true;
-            historyLossDevice = device;
-          }
+          if (fault === 'history-loss' || fault === 'local-history-loss') once.set(fault, device);
         }
 
         // Heal: every process up, every connection allowed, writers done.
@@ -199,16 +212,38 @@ describeUnless(needsEmbeddedServers)(
         );
         const { checked, violations } = checkOracle(writers, finalDocs);
         console.log(`oracle: ${checked} keys checked, ${violations.length} violations`);
+        // Every acknowledged host write, one by one, against the conflicts recorded.
+        const conflictTimes = new Map<string, number[]>();
+        for (const client of locals)
+          for (const c of await client.db(DB).collection('_sync_conflicts').find().toArray())
+            conflictTimes.set(String(c.documentId), [
+              ...(conflictTimes.get(String(c.documentId)) ?? []),
+              new Date(c.resolvedAt).getTime(),
+            ]);
+        const hosts = writers.filter((w) => w.name !== 'atlas');
+        const accounted = checkEveryWrite(hosts, writers, finalDocs, conflictTimes);
+        console.log(
+          `host writes: ${accounted.checked} acknowledged, ${accounted.survived} survived, ` +
+            `${accounted.supersededByOwn} superseded by the same writer, ${accounted.overwrittenLater} ` +
+            `overwritten by a later write, ${accounted.lostToConflict} lost to a recorded conflict, ` +
+            `${accounted.violations.length} lost silently`,
+        );
         expect(violations).toEqual([]);
+        expect(accounted.violations).toEqual([]);
         expect(checked).toBeGreaterThan(20);
+        expect(accounted.checked).toBeGreaterThan(1000);
         // The faults really happened and were recovered from.
         expect(processes.reduce((n, p) => n + p.kills, 0)).toBeGreaterThan(0);
-        expect(faults.some((f) => f.startsWith('history-loss'))).toBe(true);
+        expect(once.has('history-loss')).toBe(true);
+        expect(once.has('local-history-loss')).toBe(true);
         // The device offline past the oplog found its resume point gone and re-baselined
         // (its log spans all its restarts; health only shows the current process).
-        const offline = processes[historyLossDevice!];
+        const offline = processes[once.get('history-loss')!];
         expect(offline.logText()).toMatch(/Resume point is gone/);
         expect(offline.logText()).toMatch(/Re-baseline done/);
+        // The device whose local oplog was truncated re-scanned its collections.
+        const truncated = processes[once.get('local-history-loss')!];
+        expect(truncated.logText()).toMatch(/Local re-scan done/);
       },
       DURATION_MS + 400_000,
     );
@@ -241,6 +276,7 @@ describeUnless(needsEmbeddedServers)(
     async function inject(fault: Fault, device: number, random: () => number): Promise<void> {
       const p = processes[device];
       const t = Date.now();
+      let detail = '';
       switch (fault) {
         case 'kill':
           await p.kill9();
@@ -260,15 +296,50 @@ describeUnless(needsEmbeddedServers)(
           await sleep(500 + random() * 2500);
           proxies[device].unblock();
           break;
-        case 'history-loss':
-          // Offline past the oplog's retention; the prune makes the loss certain.
+        case 'race': {
+          // Host writes on this device and another writer's writes to the same
+          // two documents, back to back: the device's applies race its host writes.
+          const other = pick(
+            random,
+            writers.filter((w) => w !== writers[device]),
+          );
+          const first = Math.floor(random() * (SHARED_KEYS - 1));
+          const keys = [`shared-${first}`, `shared-${first + 1}`];
+          const ms = 1500 + random() * 1500;
+          await Promise.all([writers[device].burst(keys, ms, 15), other.burst(keys, ms, 15)]);
+          detail = ` with ${other.name} on ${keys.join(', ')}`;
+          break;
+        }
+        case 'history-loss': {
+          // Offline past the oplog's retention (the prune makes the loss certain)
+          // and past the tombstones' (every Atlas tombstone expires meanwhile).
           await p.kill9();
           await sleep((OPLOG_RETENTION_S + 2) * 1000);
           await atlas.db('admin').command({ 'secantusAdmin.pruneOplog': 1 });
+          const tombstones = atlas.db(DB).collection('_sync_tombstones');
+          await tombstones.updateMany(
+            {},
+            { $set: { deletedAt: new Date(Date.now() - TOMBSTONE_RETENTION_MS - 60_000) } },
+          );
+          await atlas.db('admin').command({ 'secantusAdmin.pruneTtl': 1 });
+          detail = `, ${await tombstones.countDocuments()} Atlas tombstones left`;
           await p.start();
           break;
+        }
+        case 'local-history-loss': {
+          // The sync is down while the application writes, and the local oplog
+          // is truncated past the capture's position.
+          await p.kill9();
+          await sleep((LOCAL_OPLOG_RETENTION_S + 2) * 1000);
+          const pruned = await locals[device]
+            .db('admin')
+            .command({ 'secantusAdmin.pruneOplog': 1 });
+          detail = `, ${pruned.pruned} local oplog entries pruned`;
+          await p.start();
+          break;
+        }
       }
-      faults.push(`${fault} device-${device} (${Date.now() - t} ms)`);
+      faults.push(`${fault} device-${device}${detail} (${Date.now() - t} ms)`);
     }
   },
 );
