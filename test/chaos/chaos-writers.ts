@@ -29,6 +29,8 @@ export class ChaosWriter {
   private running = false;
   private loop?: Promise<void>;
   paused = false;
+  /** Sets only while true (see the chaos suite's local-history-loss fault). */
+  deletesPaused = false;
 
   constructor(
     readonly name: string,
@@ -61,8 +63,8 @@ export class ChaosWriter {
     const key = shared
       ? `shared-${Math.floor(this.random() * this.keys.shared)}`
       : `${this.name}-${Math.floor(this.random() * this.keys.owned)}`;
-    const op: LoggedWrite['op'] = this.random() < this.deleteShare ? 'delete' : 'set';
-    await this.write(key, op);
+    const deletes = this.random() < this.deleteShare;
+    await this.write(key, deletes && !this.deletesPaused ? 'delete' : 'set');
   }
 
   /**
