@@ -273,6 +273,16 @@ describeUnless(needsEmbeddedServers)(
       return lines.join('\n');
     }
 
+    /** Starts the device again; its writer deletes again once its log shows `done` once more. */
+    async function resumeDeletesAfter(device: number, done: RegExp): Promise<void> {
+      const p = processes[device];
+      const count = () => p.logText().match(done)?.length ?? 0;
+      const before = count();
+      await p.start();
+      await waitFor(async () => count() > before, { timeoutMs: 90_000, message: `${done}` });
+      writers[device].deletesPaused = false;
+    }
+
     async function inject(fault: Fault, device: number, random: () => number): Promise<void> {
       const p = processes[device];
       const t = Date.now();
@@ -313,6 +323,9 @@ describeUnless(needsEmbeddedServers)(
         case 'history-loss': {
           // Offline past the oplog's retention (the prune makes the loss certain)
           // and past the tombstones' (every Atlas tombstone expires meanwhile).
+          // Away longer than the local oplog keeps too: sets only (see below).
+          writers[device].deletesPaused = true;
+          await sleep(1000);
           await p.kill9();
           await sleep((OPLOG_RETENTION_S + 2) * 1000);
           await atlas.db('admin').command({ 'secantusAdmin.pruneOplog': 1 });
@@ -323,7 +336,7 @@ describeUnless(needsEmbeddedServers)(
           );
           await atlas.db('admin').command({ 'secantusAdmin.pruneTtl': 1 });
           detail = `, ${await tombstones.countDocuments()} Atlas tombstones left`;
-          await p.start();
+          await resumeDeletesAfter(device, /Re-baseline done/g);
           break;
         }
         case 'local-history-loss': {
@@ -338,9 +351,8 @@ describeUnless(needsEmbeddedServers)(
           const pruned = await locals[device]
             .db('admin')
             .command({ 'secantusAdmin.pruneOplog': 1 });
-          writers[device].deletesPaused = false;
           detail = `, ${pruned.pruned} local oplog entries pruned (sets only meanwhile)`;
-          await p.start();
+          await resumeDeletesAfter(device, /Local re-scan done/g);
           break;
         }
       }
