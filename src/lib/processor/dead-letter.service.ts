@@ -8,6 +8,9 @@ import { SyncStoresService } from '../metadata/sync-stores.service';
 import { MonitorService } from '../monitor/monitor.service';
 import type { IncomingChange } from './atlas-change-classifier';
 
+/** Marks a dead letter whose retry is under way (see DeadLetterService.record). */
+export const RETRYING_FIELD = 'retrying';
+
 /**
  * Keeps a change the engine could not apply (a malformed event, a document
  * the host's validation rejects) in `_sync_dead_letters`, with the reason;
@@ -65,6 +68,3 @@ export class DeadLetterService {
     );
   }
 }
-
-/** Marks a dead letter whose retry is under way (see DeadLetterService.record). */
-export const RETRYING_FIELD = 'retrying';
