@@ -305,6 +305,11 @@ describe('the operator dashboard in a headless browser', () => {
     const started = Date.now();
     child!.kill('SIGTERM');
     const { code, signal } = await exited;
+    // On failure, say how it ended and what the service logged last.
+    if (code !== 0 && signal !== 'SIGTERM')
+      console.log(
+        `service exit code ${code}, signal ${signal}; last output:\n${output.slice(-3000)}`,
+      );
     expect(code === 0 || signal === 'SIGTERM').toBe(true);
     expect(Date.now() - started).toBeLessThan(8000);
     expect(output).not.toMatch(/Shutdown did not finish/);
