@@ -22,6 +22,7 @@ import { LeaseOptions, LeaseService, SYNC_LEASE_OPTIONS } from './lease/lease.se
 import type { BidirectionalSyncModuleOptions } from './config/sync-options.interface';
 import { ConflictResolverService } from './conflict/conflict-resolver.service';
 import { ConflictRepository } from './conflict/conflict.repository';
+import { GapDeletesService } from './initial-sync/gap-deletes.service';
 import { LocalRescanService } from './initial-sync/local-rescan.service';
 import { ForgottenDeletesService } from './initial-sync/forgotten-deletes.service';
 import { RebaselineService } from './initial-sync/rebaseline.service';
@@ -74,6 +75,7 @@ const SERVICES = [
   ForgottenDeletesService,
   RebaselineService,
   LocalRescanService,
+  GapDeletesService,
   ListenerService,
   BidirectionalSyncService,
 ];

@@ -17,6 +17,7 @@ import type { HealthThresholds } from './health/sync-health.options';
 import type { LocalCaptureMode } from './config/sync-options.interface';
 import { SyncEvents, SyncStateChangedEvent } from './events/sync-events';
 import { RebaselineProgress, RebaselineService } from './initial-sync/rebaseline.service';
+import { GapDeletesProgress, GapDeletesService } from './initial-sync/gap-deletes.service';
 import { LocalRescanProgress, LocalRescanService } from './initial-sync/local-rescan.service';
 import { ListenerService } from './listener/listener.service';
 import { SyncMetadataRepository } from './metadata/sync-metadata.repository';
@@ -63,7 +64,10 @@ export interface BidirectionalHealth {
   };
   rebaseline: RebaselineProgress;
   /** The re-scan for local writes the capture missed (after the local oplog rolled past it). */
-  localRescan: LocalRescanProgress;
+  localRescan: LocalRescanProgress & {
+    /** After the re-scan: the check for deletes made in the gap (GapDeletesService). */
+    gapDeletes: GapDeletesProgress;
+  };
   lagMs: { localToAtlas: number | null; atlasToLocal: number | null };
   conflictsLastHour: number;
   /**
@@ -122,6 +126,7 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     private readonly markerCapture: DirtyMarkerCaptureService,
     private readonly captureMode: CaptureModeService,
     private readonly rescan: LocalRescanService,
+    private readonly gapDeletes: GapDeletesService,
     @Optional() private readonly nats?: NatsConnectionService,
     @Optional() private readonly fleetChanges?: FleetChangeConsumer,
   ) {}
@@ -336,9 +341,11 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
     const rebaseline = this.rebaseline.progress;
     if (rebaseline.state === 'running')
       worsen('degraded', `re-baseline in progress (${rebaseline.compared} documents compared)`);
-    const localRescan = this.rescan.progress;
+    const localRescan = { ...this.rescan.progress, gapDeletes: this.gapDeletes.progress };
     if (localRescan.state === 'running')
       worsen('degraded', `local re-scan in progress (${localRescan.scanned} documents scanned)`);
+    if (localRescan.gapDeletes.state === 'watching')
+      worsen('degraded', 'checking for deletes made during the local history gap');
     return {
       enabled: this.enabled,
       instanceId: this.origin.instanceId,

@@ -11,7 +11,9 @@ const SEEDED = 1000;
  * Issue 14, item 2: the sync is stopped, the application keeps writing with
  * the raw driver, and the local oplog is pruned past the capture's token.
  * On restart the capture finds its history gone and re-scans: every write
- * made in the gap reaches Atlas and the other device.
+ * made in the gap reaches Atlas and the other device. Deletes made in the gap
+ * leave nothing to scan; the gap check finds them as absences and tells them
+ * from documents new on Atlas by what the Atlas stream delivers next.
  */
 describe('local history loss: the re-scan pushes the writes the capture missed', () => {
   const cluster = new SyncCluster();
@@ -26,7 +28,7 @@ describe('local history loss: the re-scan pushes the writes the capture missed',
   }, 120_000);
   afterAll(() => cluster.stop());
 
-  it('captures updates, inserts and replaces made while the oplog rolled; says what a delete does', async () => {
+  it('pushes updates, inserts, replaces and deletes made while the oplog rolled; an edit made elsewhere wins over a gap delete, as a conflict', async () => {
     const [a, b] = cluster.devices;
     const items = () => a.db.collection('gapitems');
     await items().insertMany(
@@ -35,6 +37,19 @@ describe('local history loss: the re-scan pushes the writes the capture missed',
     await cluster.converged('gapitems', 120_000);
 
     await a.sync.stop();
+    // Meanwhile on device B: an edit of a document A deletes in the gap, and a new document.
+    await b.db
+      .collection('gapitems')
+      .updateOne({ _id: 'd9' } as Document, { $set: { w: 'edited on B' } });
+    await b.db.collection('gapitems').insertOne({ _id: 'fromB', w: 'new on B' } as Document);
+    await waitFor(
+      async () =>
+        (await cluster.atlas.collection('gapitems').countDocuments({
+          _id: { $in: ['d9', 'fromB'] },
+          w: { $in: ['edited on B', 'new on B'] },
+        } as Document)) === 2,
+      { timeoutMs: 30_000, message: "B's writes on Atlas" },
+    );
     // The application keeps writing; nothing captures it.
     const updated = Array.from({ length: 200 }, (_, i) => `d${i * 5}`);
     for (const id of updated)
@@ -47,7 +62,8 @@ describe('local history loss: the re-scan pushes the writes the capture missed',
     for (const id of replaced)
       await items().replaceOne({ _id: id } as Document, { w: `gap-replace-${id}` });
     const deleted = ['d7', 'd8'];
-    await items().deleteMany({ _id: { $in: deleted } } as Document);
+    const deletedAndEditedOnB = 'd9';
+    await items().deleteMany({ _id: { $in: [...deleted, deletedAndEditedOnB] } } as Document);
 
     // Past the retention, then pruned: the capture's token is gone from the oplog.
     await new Promise((r) => setTimeout(r, (LOCAL_OPLOG_RETENTION_S + 1) * 1000));
@@ -94,7 +110,7 @@ describe('local history loss: the re-scan pushes the writes the capture missed',
     );
     expect(rescanPages).toBeGreaterThan(2);
     expect(rescan).toMatchObject({ state: 'done', resumed: true, pushed: expected.size });
-    expect(rescan.scanned).toBe(SEEDED + inserted.length - deleted.length);
+    expect(rescan.scanned).toBe(SEEDED + inserted.length - deleted.length - 1);
     // Checkpoint gone, capture streaming again from the position recorded before the scan.
     expect(
       await a.db.collection('_sync_metadata').findOne({ _id: /^rescan:/ } as Document),
@@ -105,24 +121,39 @@ describe('local history loss: the re-scan pushes the writes the capture missed',
         (await db.collection('gapitems').findOne({ _id: 'd4' } as Document))?.w === 'after-restart',
       'a write after the re-scan captured as usual',
     );
-    // A delete leaves nothing to scan: it is not pushed. Atlas and B keep the
-    // documents; A gets them back at its next re-baseline or their next change on Atlas.
-    for (const id of deleted) {
-      expect(
-        await cluster.atlas.collection('gapitems').findOne({ _id: id } as Document),
-      ).not.toBeNull();
-      expect(await b.db.collection('gapitems').findOne({ _id: id } as Document)).not.toBeNull();
-    }
-    await cluster.atlas
-      .collection('gapitems')
-      .updateOne({ _id: deleted[0] } as Document, { $set: { w: 'changed on Atlas' } });
-    await waitFor(
-      async () =>
-        (await items().findOne({ _id: deleted[0] } as Document))?.w === 'changed on Atlas',
-      {
-        timeoutMs: 30_000,
-        message: 'a document deleted in the gap comes back with its next Atlas change',
-      },
+    // The deletes made in the gap reach Atlas and B; the one B had edited meanwhile comes back
+    // with B's edit, as a recorded conflict; B's new document is not taken for a delete.
+    await cluster.everywhere(
+      async (db) =>
+        (await db.collection('gapitems').countDocuments({ _id: { $in: deleted } } as Document)) ===
+        0,
+      'the deletes made in the gap, everywhere',
     );
+    await cluster.everywhere(
+      async (db) =>
+        (await db.collection('gapitems').findOne({ _id: deletedAndEditedOnB } as Document))?.w ===
+        'edited on B',
+      "B's edit of a document deleted in the gap, everywhere",
+    );
+    await cluster.everywhere(
+      async (db) =>
+        (await db.collection('gapitems').findOne({ _id: 'fromB' } as Document))?.w === 'new on B',
+      "B's new document, everywhere",
+    );
+    await waitFor(
+      async () => (await a.sync.checkBidirectionalHealth()).localRescan.gapDeletes.state === 'done',
+      { timeoutMs: 30_000, message: 'gap check done' },
+    );
+    const gap = (await a.sync.checkBidirectionalHealth()).localRescan.gapDeletes;
+    console.log(`gap check: ${JSON.stringify(gap)}`);
+    expect(gap).toMatchObject({ state: 'done', pushed: deleted.length, lostToEdits: 1 });
+    expect(
+      await a.db
+        .collection('_sync_conflicts')
+        .countDocuments({ collection: 'gapitems', documentId: deletedAndEditedOnB } as Document),
+    ).toBe(1);
+    expect(
+      await a.db.collection('_sync_metadata').findOne({ _id: /^gap-deletes:/ } as Document),
+    ).toBeNull();
   }, 300_000);
 });

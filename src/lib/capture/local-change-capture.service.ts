@@ -8,7 +8,7 @@ import {
   COLLECTION_OPERATIONS,
   DATA_OPERATIONS,
 } from '../common/collection-operations';
-import { ChangeStreamTailer } from '../common/change-stream-tailer';
+import { ChangeStreamTailer, matchWithProgressMark } from '../common/change-stream-tailer';
 import { compareVersions, maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
 import {
   casFilter,
@@ -117,20 +117,13 @@ export class LocalChangeCaptureService implements LocalCapture {
       name: 'local capture',
       db: () => this.stores.local,
       pipeline: () => [
-        {
-          $match: {
-            $or: [
-              { 'ns.coll': progressMark.collection, 'documentKey._id': progressMark.id },
-              {
-                operationType: { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] },
-                'ns.coll': { $not: /^(_sync_|system\.)/ },
-                ...(this.config.collections ? { 'ns.coll': { $in: this.config.collections } } : {}),
-                // The engine's own writes, dropped on the server: no post-image lookup each.
-                $nor: ENGINE_WRITE_EVENTS,
-              },
-            ],
-          },
-        },
+        matchWithProgressMark(progressMark, {
+          operationType: { $in: [...DATA_OPERATIONS, ...COLLECTION_OPERATIONS] },
+          'ns.coll': { $not: /^(_sync_|system\.)/ },
+          ...(this.config.collections ? { 'ns.coll': { $in: this.config.collections } } : {}),
+          // The engine's own writes, dropped on the server: no post-image lookup each.
+          $nor: ENGINE_WRITE_EVENTS,
+        }),
       ],
       batchSize: Math.max(this.config.changeStreamBatchSize, this.config.outboxBatchSize),
       reconnect: {

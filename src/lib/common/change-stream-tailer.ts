@@ -68,6 +68,11 @@ export interface ProgressMark {
   id: string;
 }
 
+/** A change stream `$match` that lets `mark`'s events through besides those `match` selects. */
+export function matchWithProgressMark(mark: ProgressMark, match: Document): Document {
+  return { $match: { $or: [{ 'ns.coll': mark.collection, 'documentKey._id': mark.id }, match] } };
+}
+
 export interface ChangeStreamTailerStatus {
   running: boolean;
   connected: boolean;
@@ -266,7 +271,9 @@ export class ChangeStreamTailer {
       this.setConnected(true);
       if (!first) {
         await this.saveIdleToken(stream.resumeToken);
-        this.catchUpWaiters.release((w) => w.afterPoll < poll);
+        // An empty read proves nothing to a waiter whose mark is on its way:
+        // the reply opening a resumed stream may be empty while events wait.
+        this.catchUpWaiters.release((w) => w.mark === undefined && w.afterPoll < poll);
         continue;
       }
       const batch: ChangeStreamDocument[] = [first];

@@ -5,8 +5,11 @@ import { idKey } from './sync-stamp';
 export async function findByIds(
   collection: Collection<Document>,
   ids: unknown[],
+  projection?: Document,
 ): Promise<Map<string, Document>> {
   if (!ids.length) return new Map();
-  const docs = await collection.find({ _id: { $in: ids } } as Document).toArray();
+  const docs = await collection
+    .find({ _id: { $in: ids } } as Document, projection ? { projection } : {})
+    .toArray();
   return new Map(docs.map((d) => [idKey(d._id), d]));
 }

@@ -1,4 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
+import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { ResumeToken } from 'mongodb';
 import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import { InjectSyncConfig } from '../bidirectional-sync.decorators';
@@ -8,6 +9,7 @@ import { SyncStoresService } from '../metadata/sync-stores.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 import type { DataEvent } from '../capture/local-change-capture.service';
+import { gapCheckId, LOCAL_RESCAN_DONE } from './gap-check';
 import { pagesById } from './pages-by-id';
 import { asReplaceEvent, writtenWithoutCapture } from './uncaptured-writes';
 
@@ -70,6 +72,7 @@ export class LocalRescanService {
     private readonly stores: SyncStoresService,
     private readonly origin: OriginTrackerService,
     private readonly tokens: ResumeTokenRepository,
+    private readonly events: EventEmitter2,
   ) {}
 
   get progress(): LocalRescanProgress {
@@ -132,10 +135,17 @@ export class LocalRescanService {
         await this.scanCollection(collection, checkpoint, capture);
         this.state.docsPerSecond = rate();
       }
+      // Deletes made in the gap left no document to scan: the Atlas listener
+      // looks for them next (GapDeletesService). Recorded before the token
+      // moves on, so a crash here leaves either this re-scan or that check pending.
+      const metadata = this.stores.local.collection<{ _id: string }>(SYNC_COLLECTIONS.metadata);
+      await metadata.updateOne(
+        { _id: gapCheckId(this.origin.instanceId) },
+        { $set: { reason: checkpoint.reason, since: checkpoint.startedAt } },
+        { upsert: true },
+      );
       await this.tokens.save(this.origin.instanceId, 'local', checkpoint.position);
-      await this.stores.local
-        .collection<{ _id: string }>(SYNC_COLLECTIONS.metadata)
-        .deleteOne({ _id: this.checkpointId });
+      await metadata.deleteOne({ _id: this.checkpointId });
       Object.assign(this.state, {
         state: 'done',
         finishedAt: new Date(),
@@ -145,6 +155,7 @@ export class LocalRescanService {
       this.logger.warn(
         `Local re-scan done: ${this.state.scanned} documents scanned, ${this.state.pushed} uncaptured writes captured (${this.state.docsPerSecond} documents/s)`,
       );
+      this.events.emit(LOCAL_RESCAN_DONE);
     } catch (err) {
       Object.assign(this.state, { state: 'failed', error: String((err as Error)?.message ?? err) });
       throw err;

@@ -8,13 +8,14 @@ export async function* pagesById(
   collection: string,
   bracket: Document | undefined,
   after?: { id: unknown },
+  projection?: Document,
 ): AsyncGenerator<Document[]> {
   let last = after;
   for (;;) {
     const range: Document = { ...(bracket ?? {}), ...(last ? { $gt: last.id } : {}) };
     const page = await db
       .collection(collection)
-      .find(Object.keys(range).length ? { _id: range } : {})
+      .find(Object.keys(range).length ? { _id: range } : {}, projection ? { projection } : {})
       .sort({ _id: 1 })
       .limit(PAGE)
       .toArray();

@@ -24,3 +24,13 @@ export function asReplaceEvent(db: string, collection: string, doc: Document): D
     fullDocument: doc,
   } as unknown as DataEvent;
 }
+
+/** A delete as the change stream reports a host delete (what the capture takes). */
+export function asDeleteEvent(db: string, collection: string, id: unknown): DataEvent {
+  return {
+    _id: { gapCheck: true },
+    operationType: 'delete',
+    ns: { db, coll: collection },
+    documentKey: { _id: id },
+  } as unknown as DataEvent;
+}

@@ -3,9 +3,16 @@ import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { ChangeStreamDocument, Document, ResumeToken } from 'mongodb';
 import { SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { COLLECTION_OPERATIONS, DATA_OPERATIONS } from '../common/collection-operations';
-import { ChangeStreamTailer, ChangeStreamTailerStatus } from '../common/change-stream-tailer';
+import {
+  ChangeStreamTailer,
+  ChangeStreamTailerStatus,
+  matchWithProgressMark,
+  ProgressMark,
+} from '../common/change-stream-tailer';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { SyncEvents, SyncStateChangedEvent } from '../events/sync-events';
+import { GapDeletesService } from '../initial-sync/gap-deletes.service';
+import { LOCAL_RESCAN_DONE } from '../initial-sync/gap-check';
 import { RebaselineService } from '../initial-sync/rebaseline.service';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 import { MonitorService } from '../monitor/monitor.service';
@@ -36,6 +43,8 @@ export class ListenerService {
   private readonly logger = new Logger(ListenerService.name);
   /** The Atlas change stream, or the bound `SYNC_PULL_SOURCE` (fleet mode). */
   private readonly tailer: PullSource;
+  /** The Atlas change stream itself (direct mode), whose `caughtUp()` the gap check waits for. */
+  private readonly stream?: ChangeStreamTailer;
 
   constructor(
     @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
@@ -46,35 +55,54 @@ export class ListenerService {
     private readonly rebaseline: RebaselineService,
     private readonly monitor: MonitorService,
     private readonly events: EventEmitter2,
+    private readonly gapDeletes: GapDeletesService,
     @Optional() @Inject(SYNC_PULL_SOURCE) source?: PullSource,
   ) {
-    this.tailer =
-      source ??
-      new ChangeStreamTailer({
-        name: 'Atlas listener',
-        db: () => this.stores.atlas,
-        pipeline: () => this.pipeline(),
-        batchSize: this.config.changeStreamBatchSize,
-        reconnect: {
-          initialMs: this.config.reconnectInterval,
-          maxMs: this.config.maxReconnectInterval,
-          maxAttempts: this.config.maxReconnectAttempts,
-        },
-        loadToken: () => this.loadOrBaseline(),
-        saveToken: (token) => this.tokens.save(this.origin.instanceId, 'atlas', token),
-        handleBatch: (events) => this.handleChange(events),
-        onHistoryLost: async (err) => {
-          await this.tokens.clear(this.origin.instanceId, 'atlas');
-          this.logger.warn(`Stored Atlas resume token unusable: ${(err as Error)?.message ?? err}`);
-        },
-        onStateChange: (state, detail) => {
-          if (state === 'disconnected') this.monitor.recordReconnect();
-          this.events.emit(
-            SyncEvents.stateChanged,
-            new SyncStateChangedEvent('listener', state, detail),
-          );
-        },
-      });
+    // Resolved on first use: the instance id is known only once the module initialised.
+    const tracker = this.origin;
+    const listenerMark: ProgressMark = {
+      collection: SYNC_COLLECTIONS.metadata,
+      get id() {
+        return `listener-mark:${tracker.instanceId}`;
+      },
+    };
+    this.stream = source
+      ? undefined
+      : new ChangeStreamTailer({
+          name: 'Atlas listener',
+          db: () => this.stores.atlas,
+          pipeline: () => [matchWithProgressMark(listenerMark, this.pipeline()[0].$match)],
+          // Only the gap check waits for caughtUp(): an empty read of a resumed
+          // stream proves nothing (see docs/test-server.md), a mark read does.
+          progressMark: listenerMark,
+          batchSize: this.config.changeStreamBatchSize,
+          reconnect: {
+            initialMs: this.config.reconnectInterval,
+            maxMs: this.config.maxReconnectInterval,
+            maxAttempts: this.config.maxReconnectAttempts,
+          },
+          loadToken: () => this.loadOrBaseline(),
+          saveToken: (token) => this.tokens.save(this.origin.instanceId, 'atlas', token),
+          handleBatch: (events) => this.handleChange(events),
+          onHistoryLost: async (err) => {
+            await this.tokens.clear(this.origin.instanceId, 'atlas');
+            this.logger.warn(
+              `Stored Atlas resume token unusable: ${(err as Error)?.message ?? err}`,
+            );
+          },
+          onStateChange: (state, detail) => {
+            if (state === 'disconnected') this.monitor.recordReconnect();
+            this.events.emit(
+              SyncEvents.stateChanged,
+              new SyncStateChangedEvent('listener', state, detail),
+            );
+          },
+        });
+    this.tailer = source ?? this.stream!;
+    // A re-scan that ran while the stream was open: reopen it, so the gap check runs before it resumes.
+    this.events.on(LOCAL_RESCAN_DONE, () => {
+      if (this.tailer.status.running) void this.reconnect();
+    });
   }
 
   get status(): ChangeStreamTailerStatus {
@@ -83,6 +111,8 @@ export class ListenerService {
 
   /** Starts monitoring Atlas. */
   start(): void {
+    // Fleet mode reads no Atlas history, so it cannot tell a delete made in a gap from a new document.
+    if (!this.stream) void this.gapDeletes.abandon('fleet mode reads no Atlas history');
     this.tailer.start();
     this.events.emit(SyncEvents.stateChanged, new SyncStateChangedEvent('listener', 'started'));
   }
@@ -99,7 +129,9 @@ export class ListenerService {
    * a caller may hand over a single event.
    */
   handleChange(change: ChangeStreamDocument | ChangeStreamDocument[]): Promise<void> {
-    return this.processor.processBatch(Array.isArray(change) ? change : [change]);
+    const batch = Array.isArray(change) ? change : [change];
+    this.gapDeletes.observe(batch);
+    return this.processor.processBatch(batch);
   }
 
   /**
@@ -113,8 +145,20 @@ export class ListenerService {
 
   private async loadOrBaseline(): Promise<ResumeToken | undefined> {
     const stored = await this.tokens.load(this.origin.instanceId, 'atlas');
-    if (stored) return stored.token;
+    if (stored) {
+      // After local history loss: the stream from here tells deletes made in the gap from new documents.
+      const settle = await this.gapDeletes.prepare();
+      if (settle)
+        void settle(async () => {
+          await this.stream!.caughtUp();
+          return this.stream!.status.running;
+        }).catch((err) =>
+          this.logger.error(`Local history gap check failed (retried at the next start): ${err}`),
+        );
+      return stored.token;
+    }
     await this.rebaseline.rebaseline('no stored Atlas resume token');
+    await this.gapDeletes.abandon('the Atlas history was lost as well, and re-baselined');
     return (await this.tokens.load(this.origin.instanceId, 'atlas'))?.token;
   }
 

@@ -2,6 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { ChangeStreamDocument, Document } from 'mongodb';
 import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
+import { idKey } from '../common/sync-stamp';
 import { redactMessage } from '../errors/sync.errors';
 import { SyncErrorEvent, SyncEvents } from '../events/sync-events';
 import { SyncStoresService } from '../metadata/sync-stores.service';
@@ -66,5 +67,15 @@ export class DeadLetterService {
       { $set: details },
       { upsert: true },
     );
+  }
+
+  /** Which of these documents have a dead letter (key: `idKey` of the id). */
+  async heldFor(collection: string, ids: unknown[]): Promise<Set<string>> {
+    if (!ids.length) return new Set();
+    const found = await this.stores.local
+      .collection<{ documentId: unknown }>(SYNC_COLLECTIONS.deadLetters)
+      .find({ collection, documentId: { $in: ids } }, { projection: { documentId: 1 } })
+      .toArray();
+    return new Set(found.map((d) => idKey(d.documentId)));
   }
 }
