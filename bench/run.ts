@@ -22,7 +22,10 @@ import type { BenchResults, ProfileEntry } from './lib/results';
 import { BENCH_SERVER_CACHE, ServerPool, usingExternalServers } from './lib/servers';
 import { jsonSafe } from './lib/stats';
 import { evaluateTargets } from './lib/targets';
-import { lagChart, renderMarkdown } from './report/markdown';
+import { MECHANISM_HEADING, mechanismSection } from './report/mechanism-section';
+import { analysisSection, ANALYSIS_HEADING, lagChart, renderMarkdown } from './report/markdown';
+import { markSection, mergeResults, replaceSection } from './report/page-sections';
+import { runMechanism } from './scenarios/mechanism';
 import { runBaseline } from './scenarios/baseline';
 import { measureCatchup, runCatchup } from './scenarios/catchup';
 import { runFanin } from './scenarios/fanin';
@@ -139,23 +142,77 @@ function reportLagRate(results: BenchResults): number {
   return rates?.length ? (rates.includes(1000) ? 1000 : Math.max(...rates)) : 1000;
 }
 
+/**
+ * Scenarios with a section of their own: a run of only these writes just
+ * their sections (and the Analysis, from its source) into the page another
+ * run produced, and just their keys into docs/benchmarks.json.
+ */
+const OWN_SECTIONS: Partial<Record<ScenarioName, (r: BenchResults) => string[] | undefined>> = {
+  mechanism: (r) => r.mechanism && markSection('mechanism', mechanismSection(r.mechanism)),
+};
+
+const DOCS_MD = join(PROJECT_ROOT, 'docs', 'benchmarks.md');
+const DOCS_JSON = join(PROJECT_ROOT, 'docs', 'benchmarks.json');
+const ANALYSIS_FILE = join(PROJECT_ROOT, 'bench', 'ANALYSIS.md');
+
+const readAnalysis = () =>
+  existsSync(ANALYSIS_FILE) ? readFileSync(ANALYSIS_FILE, 'utf8') : undefined;
+
+function readDocsJson(): Record<string, unknown> | undefined {
+  return existsSync(DOCS_JSON) ? JSON.parse(readFileSync(DOCS_JSON, 'utf8')) : undefined;
+}
+
+/** The scenarios of a run that has nothing but sections of its own, else undefined. */
+function ownSectionsOnly(results: BenchResults): ScenarioName[] | undefined {
+  const ran = (results.meta.parameters.scenarios as ScenarioName[] | undefined) ?? [];
+  return ran.length && existsSync(DOCS_MD) && ran.every((s) => OWN_SECTIONS[s]) ? ran : undefined;
+}
+
+function writeSections(results: BenchResults, ran: ScenarioName[], log: (m: string) => void): void {
+  let page = readFileSync(DOCS_MD, 'utf8');
+  for (const name of ran) {
+    const block = OWN_SECTIONS[name]!(results);
+    if (block)
+      page = replaceSection(page, name, block, {
+        heading: MECHANISM_HEADING,
+        insertBefore: "## Server cost of the engine's filter shapes",
+      });
+  }
+  const analysis = readAnalysis();
+  if (analysis)
+    page = replaceSection(page, 'analysis', analysisSection(analysis), {
+      heading: ANALYSIS_HEADING,
+    });
+  writeFileSync(DOCS_MD, page);
+  const merged = mergeResults(
+    readDocsJson(),
+    jsonSafe(results) as unknown as Record<string, unknown>,
+    ran,
+  );
+  writeFileSync(DOCS_JSON, `${JSON.stringify(merged, null, 2)}\n`);
+  log(
+    `wrote the ${ran.join(', ')} section of docs/benchmarks.md (and the Analysis) and its key in docs/benchmarks.json`,
+  );
+}
+
 function writeDocs(results: BenchResults, log: (m: string) => void): void {
+  const ran = ownSectionsOnly(results);
+  if (ran) return writeSections(results, ran, log);
+  // A full page from a run that lacks an own-section scenario keeps that section's last figures.
+  const previous = readDocsJson() as Partial<BenchResults> | undefined;
+  if (!results.mechanism && previous?.mechanism) results.mechanism = previous.mechanism;
   const lagRate = reportLagRate(results);
   const chart = lagChart(results);
   const chartName = 'benchmarks-lag.svg';
   if (chart) writeFileSync(join(PROJECT_ROOT, 'docs', chartName), chart);
-  const analysisFile = join(PROJECT_ROOT, 'bench', 'ANALYSIS.md');
   const md = renderMarkdown(results, {
     chartFile: chart ? chartName : undefined,
-    analysis: existsSync(analysisFile) ? readFileSync(analysisFile, 'utf8') : undefined,
+    analysis: readAnalysis(),
     lagRate,
   });
-  writeFileSync(join(PROJECT_ROOT, 'docs', 'benchmarks.md'), md);
+  writeFileSync(DOCS_MD, md);
   // The results behind the page, kept with it (bench-results/ is not committed).
-  writeFileSync(
-    join(PROJECT_ROOT, 'docs', 'benchmarks.json'),
-    `${JSON.stringify(jsonSafe(results), null, 2)}\n`,
-  );
+  writeFileSync(DOCS_JSON, `${JSON.stringify(jsonSafe(results), null, 2)}\n`);
   log(`wrote docs/benchmarks.md, docs/benchmarks.json${chart ? ` and docs/${chartName}` : ''}`);
 }
 
@@ -270,6 +327,17 @@ async function main(): Promise<void> {
       lag: async () => void (results.lag = await runLag(ctx)),
       catchup: async () => void (results.catchup = await runCatchup(ctx)),
       fanin: async () => void (results.fanin = await runFanin(ctx)),
+      mechanism: async () =>
+        void (results.mechanism = {
+          producedBy: {
+            engineCommit: results.meta.engineCommit,
+            command: results.meta.command,
+            startedAt: results.meta.startedAt,
+            servers: results.meta.servers,
+            loadAvgStart: loadAverage(),
+          },
+          ...(await runMechanism(ctx)),
+        }),
     };
     if (args.commandCounts && args.scenarios.some((s) => COUNTED.includes(s))) {
       const batch = args.syncOptions.changeStreamBatchSize ?? 100;

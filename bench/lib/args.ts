@@ -1,6 +1,14 @@
 import type { BidirectionalSyncModuleOptions } from '../../src/lib/config/sync-options.interface';
 
-export const SCENARIOS = ['baseline', 'planner', 'throughput', 'lag', 'catchup', 'fanin'] as const;
+export const SCENARIOS = [
+  'baseline',
+  'planner',
+  'throughput',
+  'lag',
+  'catchup',
+  'fanin',
+  'mechanism',
+] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface BenchArgs {
@@ -47,7 +55,10 @@ const HELP = `npm run bench -- [options]
   --no-profile          skip the --cpu-prof pass
   --no-command-counts   do not count the engine's driver commands per change (command
                         monitoring costs the device process some CPU; the profiling pass counts anyway)
-  --docs / --no-docs    write docs/benchmarks.md (default: only for a full run)
+  --docs / --no-docs    write docs/benchmarks.md (default: only for a full run); a run of only
+                        scenarios with a section of their own (mechanism) replaces just that
+                        section, its key in docs/benchmarks.json and the Analysis (from
+                        bench/ANALYSIS.md), leaving the rest of the page as it was
   --out DIR             results directory (default bench-results)
   --report-only         re-render docs/benchmarks.md from DIR/latest.json (e.g. after editing bench/ANALYSIS.md)
   --quick               1 run, short windows, small sizes (smoke test)

@@ -2,6 +2,7 @@ import type { BaselineResult } from '../scenarios/baseline';
 import type { CatchupResult } from '../scenarios/catchup';
 import type { FaninResult } from '../scenarios/fanin';
 import type { LagResult } from '../scenarios/lag';
+import type { MechanismResult } from '../scenarios/mechanism';
 import type { PlannerResult } from '../scenarios/planner';
 import type { ThroughputResult } from '../scenarios/throughput';
 import type { Footprint } from './device-host';
@@ -62,6 +63,7 @@ export interface BenchResults {
   lag?: LagResult;
   catchup?: CatchupResult;
   fanin?: FaninResult[];
+  mechanism?: MechanismResult;
   profiles?: ProfileEntry[];
   targets: TargetResult[];
 }
