@@ -1,4 +1,6 @@
-import { Binary, Decimal128, Document, Long, ObjectId } from 'mongodb';
+import { Binary, Decimal128, Document, Long, ObjectId, Timestamp } from 'mongodb';
+import { ATLAS_ORIGIN } from '../../src/lib/bidirectional-sync.constants';
+import { versionFromClusterTime } from '../../src/lib/common/hybrid-logical-clock';
 import { matchesStampDigest } from '../../src/lib/common/content-digest';
 import { AtlasDirectWriteAdopter } from '../../src/lib/processor/atlas-direct-write-adopter.service';
 import { SyncCluster } from '../support/sync-cluster';
@@ -210,6 +212,49 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
     await cluster.everywhere(
       async (db) => (await db.collection('orders').findOne({ _id: id }))?.total === 3,
       'the later content everywhere',
+    );
+  });
+
+  it("a late adoption that stamped a later replace's content with its own older version is re-stamped by that replace's event", async () => {
+    const [a, b] = cluster.devices;
+    const orders = cluster.atlas.collection('orders');
+    const id = 'adopt-late' as never;
+    await orders.insertOne({ _id: id, total: 1 });
+    await cluster.everywhere(
+      async (db) => (await db.collection('orders').findOne({ _id: id }))?.total === 1,
+      'adopted everywhere',
+    );
+    await Promise.all([a.sync.setEnabled(false), b.sync.setEnabled(false)]);
+    // A direct update, then a direct replace (which drops the stamp). The
+    // update's event is adopted only after the replace landed: its looked-up
+    // post-image is the replace's content, stamped with the update's version.
+    await orders.updateOne({ _id: id }, { $set: { total: 2 } });
+    await orders.replaceOne({ _id: id }, { total: 3 });
+    const seconds = Math.floor(Date.now() / 1000);
+    const updatedAt = new Timestamp({ t: seconds + 10, i: 1 });
+    const replacedAt = new Timestamp({ t: seconds + 20, i: 1 });
+    const event = (operationType: 'update' | 'replace', clusterTime: Timestamp) => ({
+      event: {
+        operationType,
+        ns: { db: cluster.atlas.databaseName, coll: 'orders' },
+        documentKey: { _id: id },
+        clusterTime,
+        fullDocument: { _id: id, total: 3 } as Document,
+      } as never,
+    });
+    const adopter = a.get(AtlasDirectWriteAdopter);
+    await adopter.adoptWrites([event('update', updatedAt)]);
+    const stampOf = async () => (await orders.findOne({ _id: id }))!._sync;
+    expect((await stampOf()).v).toBe(versionFromClusterTime(updatedAt, ATLAS_ORIGIN));
+    // The replace's event: its compare-and-set (no stamp yet) misses, and the
+    // document found is stamped for its content, but under the older version.
+    await b.get(AtlasDirectWriteAdopter).adoptWrites([event('replace', replacedAt)]);
+    expect((await stampOf()).v).toBe(versionFromClusterTime(replacedAt, ATLAS_ORIGIN));
+    expect(matchesStampDigest((await orders.findOne({ _id: id }))!)).toBe(true);
+    await Promise.all([a.sync.setEnabled(true), b.sync.setEnabled(true)]);
+    await cluster.everywhere(
+      async (db) => (await db.collection('orders').findOne({ _id: id }))?.total === 3,
+      'the replaced content everywhere',
     );
   });
 });

@@ -75,7 +75,7 @@ export class AtlasDirectWriteAdopter {
         // adopted an earlier content that a later direct write (which keeps
         // the stamp) has replaced since. Only the document as it is now tells.
         current = await this.stores.atlas.collection(collection).findOne({ _id: id } as Document);
-        if (current && matchesStampDigest(current)) break;
+        if (current && matchesStampDigest(current) && !olderAdoption(current, derived)) break;
       }
     }
   }
@@ -146,6 +146,18 @@ export class AtlasDirectWriteAdopter {
   private findLocal(collection: string, ids: unknown[]): Promise<Map<string, Document>> {
     return findByIds(this.stores.local.collection(collection), ids);
   }
+}
+
+/**
+ * Stamped for its content by an adoption, but under an older write's version:
+ * an update event's post-image is looked up when the event is read, so a late
+ * adopter of an earlier write may stamp a later write's content with the
+ * earlier write's version. That later write's own event then re-stamps it, so
+ * the content Atlas holds carries a version at least as new as its write.
+ */
+function olderAdoption(doc: Document, derived: SyncVersion): boolean {
+  const stamp = readStamp(doc);
+  return stamp?.o === ATLAS_ORIGIN && compareVersions(stamp.v, derived) < 0;
 }
 
 /** The last Atlas state a device knows of a document (its own unpushed edit is not one). */
