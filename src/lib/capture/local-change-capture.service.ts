@@ -19,6 +19,7 @@ import {
   tombstoneOf,
 } from '../common/engine-writes';
 import { documentKeyOf, idKey, readStamp, SyncStamp, topLevelFields } from '../common/sync-stamp';
+import { findByIds } from '../common/find-by-ids';
 import { groupBy } from '../common/group-by';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { SyncErrorEvent, SyncEvents, SyncStateChangedEvent } from '../events/sync-events';
@@ -190,12 +191,13 @@ export class LocalChangeCaptureService implements LocalCapture {
       const tombs = await this.tombstones.find(this.stores.local, collection, [
         ...new Set(list.map((e) => e.documentKey._id)),
       ]);
+      const reapplied = await this.reappliedSince(collection, list, tombs);
       for (const e of list) {
         const id = e.documentKey._id;
         const tomb = tombs.get(idKey(id));
         if (e.operationType === 'delete') {
           // The engine writes a `remote` tombstone before deleting; such a delete is not ours to push.
-          if (tomb?.src === 'remote') continue;
+          if (tomb?.src === 'remote' || reapplied.has(idKey(id))) continue;
           const v = this.origin.clock.tickAfter(tomb?._sync.v);
           const stamp: SyncStamp = { v, o: this.origin.instanceId };
           const t = tombstoneOf(collection, id, stamp, 'local');
@@ -284,6 +286,32 @@ export class LocalChangeCaptureService implements LocalCapture {
       // An update, not a replace: the capture tells the engine's writes by their `_sync` change.
       await coll.updateOne(casFilter(entry.id, stamp.v), stateUpdate(doc, entry.doc!));
     }
+  }
+
+  /**
+   * Deletes whose document an apply has written again since (no host write
+   * followed the delete, or it would be the document's last event here). The
+   * apply that re-created it removed the `remote` tombstone the engine's own
+   * delete left, so the delete cannot be told apart by its tombstone any more:
+   * pushed as a host delete, it would delete the newer remote state on Atlas.
+   */
+  private async reappliedSince(
+    collection: string,
+    events: DataEvent[],
+    tombs: Map<string, Tombstone>,
+  ): Promise<Set<string>> {
+    const ids = events
+      .filter(
+        (e) =>
+          e.operationType === 'delete' && tombs.get(idKey(e.documentKey._id))?.src !== 'remote',
+      )
+      .map((e) => e.documentKey._id);
+    const found = await findByIds(this.stores.local.collection(collection), ids, { _sync: 1 });
+    return new Set(
+      [...found]
+        .filter(([, doc]) => readStamp(doc)?.o !== this.origin.instanceId)
+        .map(([key]) => key),
+    );
   }
 
   private fieldStamps(

@@ -107,12 +107,15 @@ export class LocalApplierService {
   private async readSettled(
     collection: string,
     changes: IncomingChange[],
+    { changedSinceRead = false } = {},
   ): Promise<Map<string, LocalState>> {
     const states = await this.readLocal(
       collection,
       changes.map((c) => c.id),
     );
     const unsettled = changes.filter((c) => {
+      // A host write raced the apply: it is captured before the apply decides again.
+      if (changedSinceRead) return true;
       const s = states.get(idKey(c.id));
       if (s?.doc) return !matchesStampDigest(s.doc);
       return !s?.tombstone && c.operation !== 'insert';
@@ -145,7 +148,9 @@ export class LocalApplierService {
           throw err;
         }
         // Changed since the read (a host write, maybe not recorded yet): read and decide again.
-        const again = await this.readSettled(change.collection, [change]);
+        const again = await this.readSettled(change.collection, [change], {
+          changedSinceRead: true,
+        });
         local = again.get(idKey(change.id)) ?? {};
       }
     }
