@@ -2,6 +2,9 @@ import { Binary, Decimal128, Document, Long, ObjectId, Timestamp } from 'mongodb
 import { ATLAS_ORIGIN } from '../../src/lib/bidirectional-sync.constants';
 import { versionFromClusterTime } from '../../src/lib/common/hybrid-logical-clock';
 import { matchesStampDigest } from '../../src/lib/common/content-digest';
+import { LocalChangeCaptureService } from '../../src/lib/capture/local-change-capture.service';
+import { tombstoneOf } from '../../src/lib/common/engine-writes';
+import { TombstoneRepository } from '../../src/lib/outbox/tombstone.repository';
 import { AtlasDirectWriteAdopter } from '../../src/lib/processor/atlas-direct-write-adopter.service';
 import { SyncCluster } from '../support/sync-cluster';
 
@@ -256,5 +259,33 @@ describe('excluded collections, the enabled switch, restarts, echoes and BSON ty
       async (db) => (await db.collection('orders').findOne({ _id: id }))?.total === 3,
       'the replaced content everywhere',
     );
+  });
+  it('an engine delete read by the capture only after an apply re-created the document is not pushed', async () => {
+    const [a] = cluster.devices;
+    const id = 'reapplied' as never;
+    const stamp = (ms: number) => ({ v: `00${ms}-000000-device-z`, o: 'device-z' });
+    await cluster.atlas
+      .collection('orders')
+      .insertOne({ _id: id, total: 1, _sync: stamp(1000000000200) });
+    await cluster.everywhere(
+      async (db) => (await db.collection('orders').findOne({ _id: id }))?.total === 1,
+      'the first state everywhere',
+    );
+    // While the capture lags, what the apply of a remote delete and then of a
+    // remote re-creation leave behind: the re-creation removed the delete's
+    // remote tombstone before the capture read the delete.
+    const capture = a.get(LocalChangeCaptureService);
+    await capture.stop();
+    const tombstones = a.get(TombstoneRepository);
+    const orders = a.db.collection('orders');
+    await tombstones.upsert(a.db, [tombstoneOf('orders', id, stamp(1000000000300), 'remote')]);
+    await orders.deleteOne({ _id: id });
+    await orders.insertOne({ _id: id, total: 2, _sync: stamp(1000000000400) });
+    await tombstones.remove(a.db, 'orders', [{ id, upTo: stamp(1000000000300).v }]);
+    capture.start();
+    await capture.caughtUp();
+    expect(await a.db.collection('_sync_outbox').countDocuments({ op: 'delete' })).toBe(0);
+    expect((await tombstones.find(a.db, 'orders', [id])).size).toBe(0);
+    expect((await orders.findOne({ _id: id }))?.total).toBe(2);
   });
 });
