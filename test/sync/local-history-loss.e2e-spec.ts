@@ -36,7 +36,27 @@ describe('local history loss: the re-scan pushes the writes the capture missed',
     );
     await cluster.converged('gapitems', 120_000);
 
+    // A's listener position before A deletes and re-creates d11, put back before the restart:
+    // the Atlas stream then delivers A's own earlier delete of d11 again (its own re-creation it
+    // skips), which must not hide the delete of d11 made in the gap.
+    const tokenId = 'resume:device-a:atlas';
+    const metadata = a.db.collection<{ _id: string }>('_sync_metadata');
+    const listenerPosition = await metadata.findOne({ _id: tokenId });
+    expect(listenerPosition).not.toBeNull();
+    await items().deleteOne({ _id: 'd11' } as Document);
+    await cluster.everywhere(
+      async (db) => !(await db.collection('gapitems').findOne({ _id: 'd11' } as Document)),
+      "A's delete of d11",
+    );
+    await items().insertOne({ _id: 'd11', n: 11, w: 're-created' } as Document);
+    await cluster.everywhere(
+      async (db) =>
+        (await db.collection('gapitems').findOne({ _id: 'd11' } as Document))?.w === 're-created',
+      "A's re-creation of d11",
+    );
+
     await a.sync.stop();
+    await metadata.replaceOne({ _id: tokenId }, listenerPosition!);
     // Meanwhile on device B: an edit of a document A deletes in the gap, and a new document.
     await b.db
       .collection('gapitems')
@@ -61,7 +81,7 @@ describe('local history loss: the re-scan pushes the writes the capture missed',
     const replaced = ['d1', 'd2', 'd3'];
     for (const id of replaced)
       await items().replaceOne({ _id: id } as Document, { w: `gap-replace-${id}` });
-    const deleted = ['d7', 'd8'];
+    const deleted = ['d7', 'd8', 'd11'];
     const deletedAndEditedOnB = 'd9';
     await items().deleteMany({ _id: { $in: [...deleted, deletedAndEditedOnB] } } as Document);
 

@@ -1,12 +1,13 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import type { ChangeStreamDocument } from 'mongodb';
-import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
+import { SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
 import { InjectSyncConfig } from '../bidirectional-sync.decorators';
 import type { DataEvent } from '../capture/local-change-capture.service';
 import { LocalChangeCaptureService } from '../capture/local-change-capture.service';
 import { findByIds } from '../common/find-by-ids';
 import { groupBy } from '../common/group-by';
+import { compareVersions, SyncVersion } from '../common/hybrid-logical-clock';
 import { idTypeBrackets } from '../common/id-brackets';
 import { idKey, readStamp } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
@@ -55,7 +56,10 @@ interface Candidate {
  *   edit is applied (it re-creates the document) and wins over the gap's
  *   delete, which is recorded as a conflict;
  * - nothing: this device held it, and the host deleted it in the gap; the
- *   delete is pushed now, as the capture would have pushed it.
+ *   delete is pushed now, as the capture would have pushed it;
+ * - whatever it delivered, Atlas's state is still this device's own: this
+ *   device held it (the stream skips our own states but not our own earlier
+ *   deletes, which are older history), so the delete is pushed too.
  * Never for a collection that is empty here (a wiped collection must not
  * empty Atlas), nor once the Atlas history itself was lost (re-baseline):
  * then the check is abandoned with an error event.
@@ -144,7 +148,12 @@ export class GapDeletesService {
         this.outbox.pendingFor(collection, ids),
         this.deadLetters.heldFor(collection, ids),
       ]);
+      const absent = list.filter((c) => !present.has(idKey(c.id))).map((c) => c.id);
+      const onAtlas = await findByIds(this.stores.atlas.collection(collection), absent, {
+        [SYNC_STAMP_FIELD]: 1,
+      });
       const deletes: DataEvent[] = [];
+      const staleTombstones: { id: unknown; upTo: SyncVersion }[] = [];
       for (const c of list) {
         const key = idKey(c.id);
         const edited = c.firstOperation === 'update' || c.firstOperation === 'replace';
@@ -160,9 +169,20 @@ export class GapDeletesService {
           }
           continue;
         }
-        if (c.firstOperation || tombs.has(key) || queued.has(key) || held.has(key)) continue;
+        if (queued.has(key) || held.has(key) || !onAtlas.has(key)) continue;
+        const tomb = tombs.get(key);
+        const atlasStamp = readStamp(onAtlas.get(key));
+        if (atlasStamp?.o === this.origin.instanceId) {
+          // Atlas's newest state is this device's own, so this device held it. The stream
+          // does not deliver our own states but does deliver our own earlier deletes: such
+          // a delete (and the tombstone its replay left) is older history, not news.
+          if (tomb && compareVersions(tomb._sync.v, atlasStamp.v) >= 0) continue;
+          if (tomb) staleTombstones.push({ id: c.id, upTo: tomb._sync.v });
+        } else if (c.firstOperation || tomb) continue;
         deletes.push(asDeleteEvent(this.stores.local.databaseName, collection, c.id));
       }
+      // The capture takes a delete over a `remote` tombstone for the engine's own.
+      await this.tombstones.remove(this.stores.local, collection, staleTombstones);
       if (deletes.length) await this.capture.captureBatch(deletes);
       pushed += deletes.length;
     }
