@@ -38,9 +38,14 @@ const SEED = seedFrom('SYNC_CHAOS_SEED');
 const DURATION_MS = Number(process.env.SYNC_CHAOS_DURATION_MS ?? 40_000);
 const DEVICES = 3;
 /** Atlas's oplog keeps this much history; the long-offline fault outlasts it. */
-const OPLOG_RETENTION_S = 10;
-/** Each device's local oplog keeps this much; the local-history-loss fault outlasts it. */
-const LOCAL_OPLOG_RETENTION_S = 8;
+const OPLOG_RETENTION_S = 20;
+/**
+ * Each device's local oplog keeps this much; the local-history-loss fault
+ * outlasts it but not Atlas's: the listener's token (saved up to 5 s before
+ * the kill when idle), the stop and a slow restart must stay within Atlas's
+ * history, or the gap check is abandoned (Known limitations) instead of run.
+ */
+const LOCAL_OPLOG_RETENTION_S = 6;
 /** A tombstone older than this is expired by the TTL index (the module's default, 30 days). */
 const TOMBSTONE_RETENTION_MS = 30 * 24 * 3600 * 1000;
 const DB = 'chaos';
