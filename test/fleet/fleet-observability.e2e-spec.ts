@@ -184,6 +184,8 @@ describe('fleet mode observability: device metrics and the relay /health and /me
         changesPending: 0,
       });
       expect(transport.changesSequence).toBeGreaterThan(0);
+      for (const password of Object.values(fleet.passwords))
+        expect(JSON.stringify([health, transport])).not.toContain(password);
       const text = await prometheus(device);
       expect(text).toMatch(/^# HELP bidirectional_sync_fleet_consumer_pending \S/m);
       expect(text).toMatch(/^# TYPE bidirectional_sync_nats_reconnects_total counter$/m);
@@ -213,6 +215,9 @@ describe('fleet mode observability: device metrics and the relay /health and /me
     expect(body.pushes.applied).toBeGreaterThanOrEqual(3);
     expect(body.changes.lastPublishedAt).not.toBeNull();
     const text = await relay.metrics();
+    // Served without authentication: nothing secret in either.
+    for (const served of [JSON.stringify(body), text])
+      for (const password of Object.values(fleet.passwords)) expect(served).not.toContain(password);
     expect(text).toMatch(/^# HELP relay_push_pending \S/m);
     expect(sample(text, 'relay_active')).toBe(1);
     expect(sample(text, 'relay_up')).toBe(1);
