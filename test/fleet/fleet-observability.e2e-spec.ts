@@ -7,7 +7,7 @@ import { RelayProcess } from './relay-process';
 
 const PARTITIONS = 4;
 /** Long enough that a standby relay is observed while the killed one's leases still run. */
-const LEASE_TTL_MS = 6000;
+const LEASE_TTL_MS = 10_000;
 const BASE = '/api/sync/bidirectional';
 /** Devices in fleet mode get an Atlas URI nothing listens on: they must not need Atlas. */
 const NO_ATLAS = 'mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300';
