@@ -75,19 +75,28 @@ export interface BidirectionalHealth {
    * (no secret), the last applied changes-stream sequence and the messages still pending on
    * the device's consumer (as of its last fetch).
    */
-  transport: {
-    mode: 'direct' | 'nats';
-    nats: {
-      state: string;
-      server: string | null;
-      reconnects: number;
-      lastError: string | null;
-    } | null;
-    changesSequence: number | null;
-    changesPending: number | null;
-  };
+  transport: SyncTransportStatus;
   health: HealthState;
   reasons: string[];
+}
+
+/** How a device reaches Atlas (`BidirectionalHealth.transport`, `/metrics`, Prometheus). */
+export interface SyncTransportStatus {
+  mode: 'direct' | 'nats';
+  /** The NATS connection (no secret); null in direct mode. */
+  nats: {
+    state: string;
+    server: string | null;
+    reconnects: number;
+    lastError: string | null;
+  } | null;
+  /** The last changes-stream sequence applied and saved; null in direct mode. */
+  changesSequence: number | null;
+  /**
+   * Messages on the device's consumer not yet applied (delivered or not): its consumer lag,
+   * read from JetStream at most once a second while connected, else the last reading.
+   */
+  changesPending: number | null;
 }
 
 export type { HealthThresholds } from './health/sync-health.options';
@@ -335,7 +344,8 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
         'degraded',
         `${conflictsLastHour} conflicts in the last hour (threshold ${this.thresholds.maxConflictsPerHour})`,
       );
-    const nats = this.nats?.status();
+    const transport = await this.transportStatus();
+    const nats = transport.nats;
     if (nats && nats.state !== 'connected' && nats.state !== 'idle')
       worsen('degraded', `NATS ${nats.state}${nats.lastError ? `: ${nats.lastError}` : ''}`);
     const rebaseline = this.rebaseline.progress;
@@ -382,21 +392,27 @@ export class BidirectionalSyncService implements OnApplicationBootstrap, BeforeA
       localRescan,
       lagMs: lag,
       conflictsLastHour,
-      transport: {
-        mode: nats ? 'nats' : 'direct',
-        nats: nats
-          ? {
-              state: nats.state,
-              server: nats.server ?? null,
-              reconnects: nats.reconnects,
-              lastError: nats.lastError ?? null,
-            }
-          : null,
-        changesSequence: this.fleetChanges?.lastSequence ?? null,
-        changesPending: this.fleetChanges?.pending ?? null,
-      },
+      transport,
       health,
       reasons,
+    };
+  }
+
+  /** The transport: `direct`, or `nats` with the connection and the consumer's position and lag. */
+  async transportStatus(): Promise<SyncTransportStatus> {
+    const nats = this.nats?.status();
+    if (!nats) return { mode: 'direct', nats: null, changesSequence: null, changesPending: null };
+    const pending = await this.fleetChanges?.refreshPending();
+    return {
+      mode: 'nats',
+      nats: {
+        state: nats.state,
+        server: nats.server ?? null,
+        reconnects: nats.reconnects,
+        lastError: nats.lastError ?? null,
+      },
+      changesSequence: this.fleetChanges?.lastSequence ?? null,
+      changesPending: pending ?? null,
     };
   }
 }

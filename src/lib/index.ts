@@ -21,7 +21,11 @@ export { InjectSyncConfig, InjectSyncConflictResolver } from './bidirectional-sy
 
 // The specification's components (injectable services).
 export { BidirectionalSyncService } from './bidirectional-sync.service';
-export type { BidirectionalHealth, HealthState } from './bidirectional-sync.service';
+export type {
+  BidirectionalHealth,
+  HealthState,
+  SyncTransportStatus,
+} from './bidirectional-sync.service';
 export { ListenerService } from './listener/listener.service';
 export { ChangeProcessorService } from './processor/change-processor.service';
 export { OriginTrackerService } from './origin/origin-tracker.service';

@@ -16,6 +16,7 @@ import { SyncApiModule } from '../../src/lib/api/sync-api.module';
 import { BidirectionalSyncModule } from '../../src/lib/bidirectional-sync.module';
 import { BidirectionalSyncService } from '../../src/lib/bidirectional-sync.service';
 import type { BidirectionalSyncModuleOptions } from '../../src/lib/config/sync-options.interface';
+import type { FleetModuleOptions } from '../../src/lib/fleet/fleet-options.interface';
 
 /** Records every log line as written (nothing redacted), to check what the code logs. */
 export class CapturingLogger implements LoggerService {
@@ -50,8 +51,8 @@ export interface ApiTestAppOptions {
   localDbName: string;
   atlasUri: string;
   atlasDbName: string;
-  /** Sync module options (fast drain and reconnect by default). */
-  sync?: Partial<BidirectionalSyncModuleOptions>;
+  /** Sync module options (fast drain and reconnect by default); `fleet` for fleet mode. */
+  sync?: Partial<BidirectionalSyncModuleOptions> & { fleet?: FleetModuleOptions };
   /** API module options and extras (generous rate limit by default). */
   api?: SyncApiModuleOptions & SyncApiModuleExtras;
   /** Replaces `SyncApiModule.forRoot(api)` (e.g. with `forRootAsync`). */

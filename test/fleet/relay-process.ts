@@ -15,11 +15,12 @@ export class RelayProcess {
     child.on('exit', () => (this.exited = true));
   }
 
+  /** No HTTP unless `env` sets `RELAY_PORT` (the default 5001 could be taken on a test machine). */
   static start(env: Record<string, string>): RelayProcess {
     const child = spawn(
       process.execPath,
       ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'src/relay/main.ts')],
-      { cwd: ROOT, env: { ...process.env, ...env, NO_COLOR: '1' }, stdio: 'pipe' },
+      { cwd: ROOT, env: { ...process.env, RELAY_PORT: '0', ...env, NO_COLOR: '1' }, stdio: 'pipe' },
     );
     return new RelayProcess(child);
   }

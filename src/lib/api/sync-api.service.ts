@@ -38,9 +38,10 @@ export class SyncApiService {
   async metrics(): Promise<SyncMetricsResponseDto> {
     const m = this.engine.monitor.getDirectionalMetrics();
     const outbox = this.engine.outbox;
-    const [stats, summary] = await Promise.all([
+    const [stats, summary, transport] = await Promise.all([
       this.engine.conflicts.getConflictStats().catch(() => undefined),
       outbox.summary().catch(() => undefined),
+      this.engine.sync.transportStatus(),
     ]);
     return {
       localToAtlas: direction(m.localToAtlas),
@@ -58,6 +59,7 @@ export class SyncApiService {
       deadLettered: m.deadLettered,
       reconnects: m.reconnects,
       staleRejected: m.staleRejected,
+      transport,
       since: m.since,
     };
   }

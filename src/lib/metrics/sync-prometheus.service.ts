@@ -213,6 +213,7 @@ export class SyncPrometheusService {
         if (age !== null && age !== undefined) this.set(age / MS_PER_SECOND);
       },
     });
+    this.transportMetrics();
   }
 
   /** The Prometheus text exposition. */
@@ -222,6 +223,66 @@ export class SyncPrometheusService {
 
   get contentType(): string {
     return this.registry.contentType;
+  }
+
+  /**
+   * Fleet mode: the transport, the NATS connection and the device consumer's lag. NATS
+   * figures are absent in direct mode; the transport info is always there.
+   */
+  private transportMetrics(): void {
+    const registers = [this.registry];
+    const transport = async () => (await this.snapshot()).health?.transport;
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}transport_info`,
+      help: 'How this device reaches Atlas: 1 for its transport (direct, or nats in fleet mode).',
+      labelNames: ['mode'],
+      registers,
+      async collect() {
+        const t = await transport();
+        this.reset();
+        if (t) this.set({ mode: t.mode }, 1);
+      },
+    });
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}nats_connected`,
+      help: '1 while the NATS connection is up (fleet mode), 0 while connecting, reconnecting or closed.',
+      registers,
+      async collect() {
+        const nats = (await transport())?.nats;
+        this.reset();
+        if (nats) this.set(nats.state === 'connected' ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: `${SYNC_METRIC_PREFIX}nats_reconnects_total`,
+      help: 'Reconnects of the NATS connection since start (fleet mode).',
+      registers,
+      async collect() {
+        const nats = (await transport())?.nats;
+        this.reset();
+        if (nats) this.inc(nats.reconnects);
+      },
+    });
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}fleet_consumer_pending`,
+      help: "Consumer lag in fleet mode: messages on the changes stream this device's consumer has not applied yet.",
+      registers,
+      async collect() {
+        const pending = (await transport())?.changesPending;
+        this.reset();
+        if (pending !== null && pending !== undefined) this.set(pending);
+      },
+    });
+    new Gauge({
+      name: `${SYNC_METRIC_PREFIX}fleet_changes_sequence`,
+      help: 'Last changes-stream sequence this device applied and saved (fleet mode).',
+      registers,
+      async collect() {
+        const seq = (await transport())?.changesSequence;
+        this.reset();
+        if (seq !== null && seq !== undefined) this.set(seq);
+      },
+    });
   }
 
   private counter(name: string, help: string, read: (m: DirectionalMetrics) => number): void {

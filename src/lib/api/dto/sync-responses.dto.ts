@@ -31,6 +31,33 @@ export class HealthThresholdsDto {
   @ApiProperty({ example: 10 }) maxConflictsPerHour!: number;
 }
 
+export class NatsConnectionDto {
+  @ApiProperty({ enum: ['idle', 'connecting', 'connected', 'reconnecting', 'closed'] })
+  state!: string;
+  @ApiProperty({ nullable: true, type: String, example: '127.0.0.1:4222' }) server!: string | null;
+  @ApiProperty({ description: 'Reconnects since start' }) reconnects!: number;
+  @ApiProperty({ nullable: true, type: String }) lastError!: string | null;
+}
+
+export class SyncTransportDto {
+  @ApiProperty({ enum: ['direct', 'nats'], description: '`nats`: fleet mode (through relays)' })
+  mode!: string;
+  @ApiProperty({ type: NatsConnectionDto, nullable: true, description: 'null in direct mode' })
+  nats!: NatsConnectionDto | null;
+  @ApiProperty({
+    nullable: true,
+    type: Number,
+    description: 'Last changes-stream sequence applied (fleet mode)',
+  })
+  changesSequence!: number | null;
+  @ApiProperty({
+    nullable: true,
+    type: Number,
+    description: 'Consumer lag: messages on the changes stream not yet applied (fleet mode)',
+  })
+  changesPending!: number | null;
+}
+
 export class SyncHealthResponseDto {
   @ApiProperty({ description: 'Atlas → Local enabled' }) enabled!: boolean;
   @ApiProperty({ type: AtlasListenerHealthDto }) atlasListener!: AtlasListenerHealthDto;
@@ -44,6 +71,8 @@ export class SyncHealthResponseDto {
   @ApiProperty({ type: HealthThresholdsDto }) thresholds!: HealthThresholdsDto;
   @ApiProperty({ type: Object }) localCapture!: Record<string, unknown>;
   @ApiProperty({ type: Object }) rebaseline!: Record<string, unknown>;
+  @ApiProperty({ type: SyncTransportDto, description: 'Direct to Atlas, or fleet mode over NATS' })
+  transport!: SyncTransportDto;
   @ApiProperty() checkedAt!: string;
 }
 
@@ -89,6 +118,8 @@ export class SyncMetricsResponseDto {
   deadLettered!: number;
   @ApiProperty({ description: 'Change stream reconnects (since start)' }) reconnects!: number;
   @ApiProperty() staleRejected!: number;
+  @ApiProperty({ type: SyncTransportDto, description: 'Direct to Atlas, or fleet mode over NATS' })
+  transport!: SyncTransportDto;
   @ApiProperty({ description: 'Counters are kept since this time' }) since!: string;
 }
 

@@ -14,6 +14,7 @@ import { FleetPositionExpiredError } from '../fleet.errors';
 import type { ResolvedFleetConfig } from '../fleet-config';
 import { decodeFleetMessage } from '../fleet-message.codec';
 import { ensureDeviceConsumer } from '../fleet-streams';
+import { CachedReading } from '../cached-reading';
 import { NatsConnectionService } from '../nats-connection.service';
 import { FleetPositionRepository } from './fleet-position.repository';
 
@@ -39,8 +40,12 @@ export class FleetChangeConsumer implements PullSource {
     connected: false,
     consecutiveFailures: 0,
   };
-  /** Messages the device has still to read (the consumer's pending count, as last fetched). */
-  pending?: number;
+  /** The consumer's lag: undelivered plus delivered but unacknowledged messages. */
+  private readonly lag = new CachedReading(async () => {
+    const jsm = await this.nats.jetstreamManager();
+    const info = await jsm.consumers.info(this.fleet.changesStream, this.fleet.deviceId as string);
+    return info.num_pending + info.num_ack_pending;
+  });
   lastSequence = 0;
 
   constructor(
@@ -108,6 +113,23 @@ export class FleetChangeConsumer implements PullSource {
     }
   }
 
+  /**
+   * Messages on the device's consumer not yet applied: the pending count of the last fetch,
+   * or of the last `refreshPending()`.
+   */
+  get pending(): number | undefined {
+    return this.lag.last;
+  }
+
+  /**
+   * The consumer's lag as JetStream counts it, also while the listener is off (asked at most
+   * once a second, only while NATS is connected; else the last value). Undefined until the
+   * consumer exists.
+   */
+  refreshPending(): Promise<number | undefined> {
+    return this.lag.read(this.nats.status().state === 'connected');
+  }
+
   /** Puts the device's consumer at the persisted position. */
   private async open(): Promise<Consumer> {
     await this.nats.connect();
@@ -153,7 +175,7 @@ export class FleetChangeConsumer implements PullSource {
     const last = messages[messages.length - 1];
     await this.positions.save(this.origin.instanceId, this.fleet.changesStream, last.seq);
     this.lastSequence = last.seq;
-    this.pending = last.info.pending;
+    this.lag.set(last.info.pending);
     this.state.lastChange = new Date();
     this.state.lastTokenSavedAt = this.state.lastChange;
     for (const msg of messages) msg.ack();

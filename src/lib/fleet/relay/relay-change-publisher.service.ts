@@ -27,7 +27,11 @@ export interface RelayPublisherStatus extends ChangeStreamTailerStatus {
   /** Messages JetStream stored / recognised as duplicates (a replay after a failover). */
   published: number;
   duplicates: number;
+  /** Atlas states read from the change stream and not yet acknowledged by JetStream. */
+  unpublished: number;
   lastPublishedAt?: Date;
+  /** Atlas write (its `wallTime`) to JetStream's acknowledgement, of the last batch's last state. */
+  lastPublishLagMs?: number;
 }
 
 /** The relay forwards every state, whoever wrote it: devices skip their own by origin. */
@@ -50,7 +54,9 @@ export class RelayChangePublisher {
   private readonly tailer: ChangeStreamTailer;
   private published = 0;
   private duplicates = 0;
+  private unpublished = 0;
   private lastPublishedAt?: Date;
+  private lastPublishLagMs?: number;
 
   constructor(
     @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
@@ -86,7 +92,9 @@ export class RelayChangePublisher {
       ...this.tailer.status,
       published: this.published,
       duplicates: this.duplicates,
+      unpublished: this.unpublished,
       lastPublishedAt: this.lastPublishedAt,
+      lastPublishLagMs: this.lastPublishLagMs,
     };
   }
 
@@ -125,10 +133,15 @@ export class RelayChangePublisher {
         this.logger.warn(`Skipping a malformed Atlas event: ${(err as Error).message}`);
       }
     }
+    // Until the batch is published (a failed one is replayed, so it stays counted meanwhile).
+    this.unpublished = states.length;
     // Adoption stamps Atlas; the stamped state then arrives as its own event and is published.
     await this.adopter.adoptWrites(directWrites);
     await this.adopter.recordDeletes(plainDeletes);
     await this.publish(states.map(toFleetMessage));
+    this.unpublished = 0;
+    const writtenAt = states[states.length - 1]?.writtenAt;
+    if (writtenAt) this.lastPublishLagMs = Math.max(0, Date.now() - writtenAt.getTime());
   }
 
   /**

@@ -44,6 +44,7 @@ export interface RelayPushStatus {
   rejected: number;
   retried: number;
   lastError?: string;
+  lastErrorAt?: Date;
 }
 
 /** One push with the message that carried it. */
@@ -185,7 +186,7 @@ export class RelayPushConsumer {
         failures = 0;
       } catch (err) {
         failures++;
-        this.state.lastError = (err as Error)?.message ?? String(err);
+        this.recordError((err as Error)?.message ?? String(err));
         if (failures === 1) this.logger.warn(`Push consumer failed: ${this.state.lastError}`);
         await new Promise((r) => setTimeout(r, backoffDelay(failures, RETRY)));
       }
@@ -229,7 +230,7 @@ export class RelayPushConsumer {
                 item,
                 delayMs: outcome.retryMs ?? backoffDelay(item.msg.info.deliveryCount, RETRY),
               });
-              this.state.lastError = outcome.error;
+              this.recordError(outcome.error);
             } else {
               if (outcome === 'stale') this.state.stale++;
               else this.state.applied++;
@@ -244,13 +245,18 @@ export class RelayPushConsumer {
       for (const item of items)
         if (!handled.has(item))
           retry.push({ item, delayMs: backoffDelay(item.msg.info.deliveryCount, RETRY) });
-      this.state.lastError = (err as Error)?.message ?? String(err);
+      this.recordError((err as Error)?.message ?? String(err));
     }
     await Promise.all(done.map((item) => item.msg.ackAck()));
     for (const { item, delayMs } of retry) {
       this.state.retried++;
       item.msg.nak(delayMs);
     }
+  }
+
+  private recordError(message: string | undefined): void {
+    this.state.lastError = message;
+    this.state.lastErrorAt = new Date();
   }
 
   /** Decodes a push and checks its origin against the subject's device; terminates the rest. */

@@ -8,6 +8,9 @@ import type { BidirectionalSyncModuleOptions } from '../../config/sync-options.i
 import { FleetModule } from '../fleet.module';
 import type { FleetModuleOptions } from '../fleet-options.interface';
 import { RelayChangePublisher } from './relay-change-publisher.service';
+import { RelayHealthService } from './relay-health.service';
+import { RelayHttpController } from './relay-http.controller';
+import { RelayPrometheusService } from './relay-prometheus.service';
 import { RelayPushConsumer } from './relay-push-consumer.service';
 import { RelayService } from './relay.service';
 
@@ -42,7 +45,9 @@ export interface RelayModuleOptions {
 /**
  * The fleet relay as a Nest application module: the engine on the Atlas cluster (its
  * "local" database is the relay database, so the lease, resume token and conflict log are
- * shared by every relay), the NATS connection, and the relay's two directions.
+ * shared by every relay), the NATS connection, and the relay's two directions. Its
+ * controller serves `GET /health` and `GET /metrics` when the module runs as an HTTP
+ * application (`npm run relay` with `RELAY_PORT`).
  *
  * @publicApi
  */
@@ -67,8 +72,15 @@ export class RelayModule {
         }),
         FleetModule.forRoot({ ...options.fleet, transport: 'nats', role: 'relay' }),
       ],
-      providers: [RelayChangePublisher, RelayPushConsumer, RelayService],
-      exports: [RelayService],
+      controllers: [RelayHttpController],
+      providers: [
+        RelayChangePublisher,
+        RelayPushConsumer,
+        RelayService,
+        RelayHealthService,
+        RelayPrometheusService,
+      ],
+      exports: [RelayService, RelayHealthService, RelayPrometheusService],
     };
   }
 }
