@@ -2,3 +2,4 @@ export * from './relay-change-publisher.service';
 export * from './relay-push-consumer.service';
 export * from './relay.module';
 export * from './relay.service';
+export * from './relay-rebaseline-responder.service';

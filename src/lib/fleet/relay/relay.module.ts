@@ -9,6 +9,7 @@ import { FleetModule } from '../fleet.module';
 import type { FleetModuleOptions } from '../fleet-options.interface';
 import { RelayChangePublisher } from './relay-change-publisher.service';
 import { RelayPushConsumer } from './relay-push-consumer.service';
+import { RelayRebaselineResponder } from './relay-rebaseline-responder.service';
 import { RelayService } from './relay.service';
 
 /** Suffix of the relay database's default name (`<Atlas database>_relay`). */
@@ -67,7 +68,7 @@ export class RelayModule {
         }),
         FleetModule.forRoot({ ...options.fleet, transport: 'nats', role: 'relay' }),
       ],
-      providers: [RelayChangePublisher, RelayPushConsumer, RelayService],
+      providers: [RelayChangePublisher, RelayPushConsumer, RelayRebaselineResponder, RelayService],
       exports: [RelayService],
     };
   }
