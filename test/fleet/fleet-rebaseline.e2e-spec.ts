@@ -32,7 +32,8 @@ describe('fleet mode re-baseline through the relays (real nats-server, SecantusD
   let relay: RelayProcess | undefined;
   let device: SyncDevice | undefined;
 
-  function startRelay(): RelayProcess {
+  /** The first relay's leases outlive it by up to 12 s: a kill -9 leaves its pushes queued that long. */
+  function startRelay(leaseTtlMs = 12_000): RelayProcess {
     relay = RelayProcess.start({
       ATLAS_MONGODB_URI: atlasServer.uri,
       ATLAS_DB_NAME: atlasDbName,
@@ -42,7 +43,7 @@ describe('fleet mode re-baseline through the relays (real nats-server, SecantusD
       NATS_PUSH_PARTITIONS: String(PARTITIONS),
       SYNC_TRANSPORT: 'nats',
       SYNC_FLEET_ROLE: 'relay',
-      SYNC_LEASE_TTL: '3000',
+      SYNC_LEASE_TTL: String(leaseTtlMs),
       SYNC_RECONNECT_INTERVAL: '200',
     });
     return relay;
@@ -124,7 +125,7 @@ describe('fleet mode re-baseline through the relays (real nats-server, SecantusD
   }, 60_000);
 
   it('a fresh device without an Atlas URI receives what was on Atlas before the relay started, and keeps its own data', async () => {
-    // On Atlas before any relay ran: unstamped documents of two _id types (two brackets).
+    // On Atlas before any relay ran: unstamped documents of three _id types (three brackets).
     await atlas.collection('items').insertMany(
       Array.from({ length: PRE_EXISTING }, (_, i) => ({
         _id: `pre-${String(i).padStart(5, '0')}`,
@@ -257,6 +258,50 @@ describe('fleet mode re-baseline through the relays (real nats-server, SecantusD
     // And the stream goes on from there.
     await atlas.collection('items').insertOne({ _id: 'after-1', name: 'after again' } as Document);
     await converged('a write after the second re-baseline to arrive');
+    await localClient.close();
+  }, 180_000);
+
+  it("keeps the device's own writes still in the push stream when it re-baselines (they are not Atlas deletes)", async () => {
+    const d = device!;
+    // No relay: the device's pushes stay in SYNC_PUSH (its outbox entries are gone on the PubAck).
+    await relay!.kill9();
+    await d.db.collection('items').insertMany(
+      Array.from({ length: 3 }, (_, i) => ({
+        _id: `flight-${i}`,
+        name: `in flight ${i}`,
+      })) as Document[],
+    );
+    await waitFor(
+      async () =>
+        (await d.db.collection('_sync_outbox').countDocuments()) === 0 &&
+        (await jsm.streams.info('SYNC_PUSH')).state.messages >= 3,
+      { message: 'the pushes to be in the push stream, not on Atlas' },
+    );
+    expect(await atlas.collection('items').findOne({ _id: 'flight-0' } as Document)).toBeNull();
+    await d.close();
+    device = undefined;
+    // Its stream position forgotten (as on a first start with local data): it re-baselines.
+    const localClient = await harness.client(localServer);
+    await localClient
+      .db(localDbName)
+      .collection('_sync_metadata')
+      .deleteOne({ _id: 'fleet:device-1:SYNC_CHANGES' } as Document);
+    // The new relay answers at once; it applies pushes only once the dead relay's partition
+    // leases expired (up to 12 s), so the pushes are still queued when the device compares
+    // its documents, and a device that did not wait for them would take them for deletes.
+    await startDevice();
+    startRelay(3000);
+    await waitFor(
+      async () => device!.get<RebaselineService>(RebaselineService).progress.state === 'done',
+      { timeoutMs: 90_000, message: 'the re-baseline to finish' },
+    );
+    expect(device!.get<RebaselineService>(RebaselineService).progress).toMatchObject({
+      deletedLocally: 0,
+      reason: expect.stringMatching(/no stored changes stream position/),
+    });
+    await converged('the in-flight writes to be on Atlas and still on the device');
+    for (let i = 0; i < 3; i++)
+      expect((await contents(device!.db))[JSON.stringify(`flight-${i}`)]).toBe(`in flight ${i}`);
     await localClient.close();
   }, 180_000);
 });
