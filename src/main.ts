@@ -29,7 +29,7 @@ async function bootstrap(): Promise<void> {
     logger = createServiceLogger(config);
     const log = (message: string) => logger.log(message, 'Bootstrap');
 
-    let uris: { local: string; atlas: string };
+    let uris: { local: string; atlas?: string };
     if (usesEmbeddedServers(config)) {
       devServers = await EmbeddedDevServers.start(config.embedded);
       uris = devServers.uris;
@@ -39,8 +39,10 @@ async function bootstrap(): Promise<void> {
         'Bootstrap',
       );
     } else {
-      uris = { local: config.localUri!, atlas: config.atlasUri! };
-      log(`Local MongoDB ${redactUri(uris.local)}, Atlas ${redactUri(uris.atlas)}`);
+      uris = { local: config.localUri!, atlas: config.atlasUri };
+      log(
+        `Local MongoDB ${redactUri(uris.local)}, ${uris.atlas ? `Atlas ${redactUri(uris.atlas)}` : 'no Atlas URI (fleet mode: Atlas through the relays)'}`,
+      );
     }
 
     const app = await NestFactory.create(AppModule.forRoot({ config, uris, devServers }), {

@@ -16,7 +16,7 @@ import type { ServiceConfig } from './service-config';
 export interface AppModuleOptions {
   config: ServiceConfig;
   /** Connection strings in use (the configured ones, or the embedded servers'). */
-  uris: { local: string; atlas: string };
+  uris: { local: string; atlas?: string };
   /** The embedded servers, stopped when the application shuts down. */
   devServers?: EmbeddedDevServers;
   env?: NodeJS.ProcessEnv;

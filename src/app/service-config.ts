@@ -18,7 +18,7 @@ export interface ServiceConfig {
   host: string;
   /** Env `LOCAL_MONGODB_URI`; with `atlasUri` unset too, embedded dev servers are started. */
   localUri?: string;
-  /** Env `ATLAS_MONGODB_URI`. */
+  /** Env `ATLAS_MONGODB_URI`; not set on a device in fleet mode (`SYNC_TRANSPORT=nats`). */
   atlasUri?: string;
   /** Env `LOCAL_DB_NAME`; default: the database in `LOCAL_MONGODB_URI`, else `app`. */
   localDbName: string;
@@ -79,9 +79,13 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env): Service
 
   const localUri = uri('LOCAL_MONGODB_URI');
   const atlasUri = uri('ATLAS_MONGODB_URI');
-  if (!!read('LOCAL_MONGODB_URI') !== !!read('ATLAS_MONGODB_URI')) {
+  // A device in fleet mode reaches Atlas through the relays: it has no ATLAS_MONGODB_URI.
+  const fleetDevice =
+    read('SYNC_TRANSPORT') === 'nats' && (read('SYNC_FLEET_ROLE') ?? 'device') === 'device';
+  const onlyLocal = !!read('LOCAL_MONGODB_URI') && !read('ATLAS_MONGODB_URI');
+  if (!!read('LOCAL_MONGODB_URI') !== !!read('ATLAS_MONGODB_URI') && !(onlyLocal && fleetDevice)) {
     problems.push(
-      'LOCAL_MONGODB_URI and ATLAS_MONGODB_URI: set both, or neither to run against embedded dev servers',
+      'LOCAL_MONGODB_URI and ATLAS_MONGODB_URI: set both, or neither to run against embedded dev servers (ATLAS_MONGODB_URI is required in direct mode; only a device in fleet mode, SYNC_TRANSPORT=nats, runs without it)',
     );
   }
 

@@ -26,6 +26,8 @@ import { GapDeletesService } from './initial-sync/gap-deletes.service';
 import { LocalRescanService } from './initial-sync/local-rescan.service';
 import { ForgottenDeletesService } from './initial-sync/forgotten-deletes.service';
 import { RebaselineService } from './initial-sync/rebaseline.service';
+import { AtlasRebaselineReader } from './initial-sync/atlas-rebaseline-reader';
+import { AtlasRebaselineSource } from './initial-sync/rebaseline-source';
 import { ListenerService } from './listener/listener.service';
 import { SyncMetadataRepository } from './metadata/sync-metadata.repository';
 import { SyncStoresService } from './metadata/sync-stores.service';
@@ -49,6 +51,8 @@ import { NatsConnectionService } from './fleet/nats-connection.service';
 import { FleetChangeConsumer } from './fleet/device/fleet-change-consumer.service';
 import { FleetPositionRepository } from './fleet/device/fleet-position.repository';
 import { NatsPushSink } from './fleet/device/nats-push-sink';
+import { NatsRebaselineSource } from './fleet/device/nats-rebaseline-source';
+import { SYNC_REBASELINE_SOURCE } from './initial-sync/rebaseline-source';
 import { SYNC_PUSH_SINK } from './outbox/push-sink';
 import { SYNC_PULL_SOURCE } from './listener/pull-source';
 
@@ -73,6 +77,8 @@ const SERVICES = [
   LocalResolutionWriter,
   ChangeProcessorService,
   ForgottenDeletesService,
+  AtlasRebaselineReader,
+  AtlasRebaselineSource,
   RebaselineService,
   LocalRescanService,
   GapDeletesService,
@@ -102,6 +108,7 @@ const EXPORTED = [
   // The fleet relay's shared paths (not in the package's public API).
   AtlasPushApplier,
   AtlasDirectWriteAdopter,
+  AtlasRebaselineReader,
 ];
 
 /** Holds the engine's providers; built by `BidirectionalSyncModule.forRoot()`. @internal */
@@ -147,7 +154,7 @@ export class BidirectionalSyncModule extends ConfigurableBidirectionalSyncModule
       {
         provide: SYNC_CONFIG,
         useFactory: (options: BidirectionalSyncModuleOptions) =>
-          resolveSyncConfig(stripExtras(options)),
+          resolveSyncConfig(stripExtras(options), { fleetDevice: fleet.length > 0 }),
         inject: [SYNC_MODULE_OPTIONS],
       },
       {
@@ -199,7 +206,8 @@ const FLEET_DEVICE_EXPORTS = [FLEET_CONFIG, NatsConnectionService, FleetChangeCo
 
 /**
  * A device in fleet mode: the NATS connection, the drainer's sink (publish, acknowledged on
- * the PubAck) and the listener's source (the changes stream), bound to the engine's seams.
+ * the PubAck), the listener's source (the changes stream) and the re-baseline's source (the
+ * relays over request/reply), bound to the engine's seams.
  */
 function fleetDeviceProviders(options: FleetModuleOptions): Provider[] {
   return [
@@ -219,6 +227,8 @@ function fleetDeviceProviders(options: FleetModuleOptions): Provider[] {
     NatsPushSink,
     { provide: SYNC_PUSH_SINK, useExisting: NatsPushSink },
     { provide: SYNC_PULL_SOURCE, useExisting: FleetChangeConsumer },
+    NatsRebaselineSource,
+    { provide: SYNC_REBASELINE_SOURCE, useExisting: NatsRebaselineSource },
   ];
 }
 

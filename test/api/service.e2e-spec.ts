@@ -192,6 +192,20 @@ describe('service configuration and logging', () => {
     expect(message).toMatch(/PORT = "eighty"/);
     expect(message).toMatch(/LOG_LEVEL = "loud"/);
     expect(message).not.toContain('hunter2');
+    // A device in fleet mode needs no ATLAS_MONGODB_URI; a relay (and direct mode) does.
+    const fleetDevice = loadServiceConfig({
+      LOCAL_MONGODB_URI: 'mongodb://h1:27017/shop?replicaSet=rs0',
+      SYNC_TRANSPORT: 'nats',
+    });
+    expect(fleetDevice.atlasUri).toBeUndefined();
+    expect(usesEmbeddedServers(fleetDevice)).toBe(false);
+    expect(() =>
+      loadServiceConfig({
+        LOCAL_MONGODB_URI: 'mongodb://h1:27017/shop',
+        SYNC_TRANSPORT: 'nats',
+        SYNC_FLEET_ROLE: 'relay',
+      }),
+    ).toThrow(/ATLAS_MONGODB_URI is required in direct mode/);
   });
 
   it.each(['text', 'json'] as const)(

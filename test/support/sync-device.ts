@@ -44,7 +44,8 @@ const MenuItemSchemaWithPlugin = MenuItemSchema.clone();
 export interface DeviceOptions {
   localUri: string;
   localDbName: string;
-  atlasUri: string;
+  /** Absent: a device in fleet mode without any Atlas URI. */
+  atlasUri?: string;
   atlasDbName: string;
   instanceId?: string;
   options?: Partial<BidirectionalSyncModuleOptions>;

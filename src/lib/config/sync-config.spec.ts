@@ -102,4 +102,21 @@ describe('sync configuration', () => {
       /healthThresholds\.maxLagMs \(SYNC_HEALTH_MAX_LAG_MS\) = -1: must be a positive number/,
     );
   });
+
+  it('requires atlasUri in direct mode only, with a message naming the variable and fleet mode', () => {
+    let message = '';
+    try {
+      resolveSyncConfig({});
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/atlasUri \(ATLAS_MONGODB_URI\) is required in direct mode/);
+    expect(message).toMatch(/SYNC_TRANSPORT=nats/);
+    const fleet = resolveSyncConfig({ atlasDbName: 'shop' }, { fleetDevice: true });
+    expect(fleet.atlasUri).toBeUndefined();
+    // A given URI is still checked.
+    expect(() => resolveSyncConfig({ atlasUri: 'http://x' }, { fleetDevice: true })).toThrow(
+      /atlasUri \(ATLAS_MONGODB_URI\) = <redacted>/,
+    );
+  });
 });

@@ -62,11 +62,13 @@ export const SYNC_ENV_VARIABLES: Record<keyof BidirectionalSyncModuleOptions, st
  * module options by `resolveSyncConfig()`; every default lives here.
  */
 export class ResolvedSyncConfig {
+  /** Absent only on a device in fleet mode (checked by `resolveSyncConfig()`). */
+  @IsOptional()
   @IsString()
   @Matches(/^mongodb(\+srv)?:\/\//, {
     message: 'must be a mongodb:// or mongodb+srv:// connection string',
   })
-  atlasUri!: string;
+  atlasUri?: string;
 
   @IsOptional()
   @IsString()
@@ -170,9 +172,13 @@ export class ResolvedSyncConfig {
 
 /**
  * Validates options and fills defaults. Throws `SyncConfigurationError` whose
- * message names each bad option with its environment variable.
+ * message names each bad option with its environment variable. `atlasUri` is
+ * required unless `fleetDevice` (a device in fleet mode reaches Atlas through the relays).
  */
-export function resolveSyncConfig(options: BidirectionalSyncModuleOptions): ResolvedSyncConfig {
+export function resolveSyncConfig(
+  options: BidirectionalSyncModuleOptions,
+  { fleetDevice = false }: { fleetDevice?: boolean } = {},
+): ResolvedSyncConfig {
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const config = plainToInstance(ResolvedSyncConfig, defined);
   const unknown = Object.keys(defined).filter((k) => !(k in SYNC_ENV_VARIABLES));
@@ -184,6 +190,10 @@ export function resolveSyncConfig(options: BidirectionalSyncModuleOptions): Reso
     const value = key === 'atlasUri' ? '<redacted>' : JSON.stringify(error.value);
     problems.push(`${label} = ${value}: ${Object.values(error.constraints ?? {}).join('; ')}`);
   }
+  if (!fleetDevice && (options.atlasUri === undefined || options.atlasUri === ''))
+    problems.push(
+      'atlasUri (ATLAS_MONGODB_URI) is required in direct mode (SYNC_TRANSPORT=direct, the default); only a device in fleet mode (SYNC_TRANSPORT=nats) runs without it',
+    );
   problems.push(...healthThresholdProblems(options.healthThresholds));
   if (problems.length) throw new SyncConfigurationError(problems);
   config.healthThresholds = resolveHealthThresholds(options.healthThresholds);

@@ -17,8 +17,12 @@ export type LocalCaptureMode = 'change-stream' | 'mongoose-plugin';
  * @publicApi
  */
 export interface BidirectionalSyncModuleOptions {
-  /** Connection string of the shared Atlas cluster (replica set). Env `ATLAS_MONGODB_URI`. Required. */
-  atlasUri: string;
+  /**
+   * Connection string of the shared Atlas cluster (replica set). Env `ATLAS_MONGODB_URI`.
+   * Required in direct mode; a device in fleet mode (`fleet.transport: 'nats'`) has none:
+   * it reaches Atlas only through the relays.
+   */
+  atlasUri?: string;
   /** Atlas database to sync with. Env `ATLAS_DB_NAME`. Default: the local database's name. */
   atlasDbName?: string;
   /** Extra driver options for the Atlas client (TLS, pool size...). */

@@ -68,6 +68,11 @@ export function pushSubject(deviceId: string, partition: number): string {
   return `${FLEET_SUBJECT_ROOT}.push.${deviceId}.${partition}`;
 }
 
+/** Every push subject of one device (all its partitions). */
+export function devicePushFilter(deviceId: string): string {
+  return `${FLEET_SUBJECT_ROOT}.push.${deviceId}.>`;
+}
+
 /** The push subjects of every device in one partition: a relay's consumer filter. */
 export function pushPartitionFilter(partition: number): string {
   return `${FLEET_SUBJECT_ROOT}.push.*.${partition}`;

@@ -16,3 +16,6 @@ export const FLEET_HEADERS = {
 
 /** Queue group the relays answer re-baseline requests in (one relay answers each). */
 export const RELAY_QUEUE_GROUP = 'sync-relays';
+
+/** Longest a relay waits for a device's queued pushes to be applied before answering a re-baseline's settled read (ms). */
+export const REBASELINE_PUSH_WAIT_MS = 20_000;

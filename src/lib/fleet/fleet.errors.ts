@@ -59,3 +59,6 @@ export class FleetPositionExpiredError extends SyncError {
 export function redactNatsMessage(message: string): string {
   return message.replace(/\b((?:nats|tls|wss?):\/\/)[^@\s/]+@/g, '$1***@');
 }
+
+/** A re-baseline through the relays failed (no relay, a timeout, or the relay's error). */
+export class FleetRebaselineError extends SyncError {}

@@ -107,6 +107,9 @@ export class SyncHealthIndicator {
     { timeoutMs = DEFAULT_ATLAS_PING_TIMEOUT_MS }: { timeoutMs?: number } = {},
   ): Promise<HealthIndicatorResult<Key>> {
     const indicator = this.healthIndicatorService.check(key);
+    // A device in fleet mode holds no Atlas connection: NATS is its link (health's `transport`).
+    if (!this.engine.stores.hasAtlas)
+      return indicator.up({ message: 'fleet mode: no Atlas connection (the relays reach Atlas)' });
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     try {

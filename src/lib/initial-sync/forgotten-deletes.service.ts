@@ -9,6 +9,7 @@ import { idKey, readStamp } from '../common/sync-stamp';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 import { OutboxRepository } from '../outbox/outbox.repository';
 import { ChangeProcessorService } from '../processor/change-processor.service';
+import type { RebaselineSource } from './rebaseline-source';
 import { asReplaceEvent, writtenWithoutCapture } from './uncaptured-writes';
 
 /**
@@ -45,15 +46,20 @@ export class ForgottenDeletesService {
    *   then Atlas was emptied or replaced rather than edited, nothing is
    *   deleted here, and everything is pushed back as new local edits (with
    *   a warning).
+   *
+   * Before deleting, Atlas is asked again once this device's pushes that already left the
+   * outbox have landed (`settledStates()`): a document pushed but not yet on Atlas (in
+   * fleet mode, one in the push stream) is this device's own new write, never a delete.
    */
   async settle(
     collection: string,
     docs: Document[],
     atlasEmpty: boolean,
+    source: RebaselineSource,
   ): Promise<{ deletedLocally: number; queuedToAtlas: number }> {
     // Judged once per collection before this device pushed any of it; emptied since (a drop
     // while the re-baseline ran) counts as emptied too. Never the other way round.
-    if (atlasEmpty || (await this.atlasCollectionEmpty(collection))) {
+    if (atlasEmpty || (await source.isEmpty(collection))) {
       if (!this.warnedEmpty.has(collection)) {
         this.warnedEmpty.add(collection);
         this.logger.warn(
@@ -91,7 +97,17 @@ export class ForgottenDeletesService {
         uncaptured.map((d) => asReplaceEvent(this.stores.local.databaseName, collection, d)),
       );
     const modified = new Set([...pending.keys(), ...uncaptured.map((d) => idKey(d._id))]);
-    const unmodified = current.filter((d) => !modified.has(idKey(d._id)));
+    let unmodified = current.filter((d) => !modified.has(idKey(d._id)));
+    if (unmodified.length) {
+      // Read after the outbox: a push that left it since the page was compared is on Atlas now.
+      const now = await source.settledStates(
+        collection,
+        unmodified.map((d) => d._id),
+      );
+      unmodified = unmodified.filter(
+        (d) => !now.docs.has(idKey(d._id)) && !now.tombstones.has(idKey(d._id)),
+      );
+    }
     if (unmodified.length) {
       await this.processor.applyChanges(
         unmodified.map((d) => ({
@@ -108,12 +124,5 @@ export class ForgottenDeletesService {
     }
     // Pending entries are pushed as they are; captured edits went through the capture's push.
     return { deletedLocally: unmodified.length, queuedToAtlas: modified.size };
-  }
-
-  /** Judged once per collection, before the device pushes anything of it. */
-  async atlasCollectionEmpty(collection: string): Promise<boolean> {
-    return !(await this.stores.atlas
-      .collection(collection)
-      .findOne({}, { projection: { _id: 1 } }));
   }
 }

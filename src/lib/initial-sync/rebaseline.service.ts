@@ -1,21 +1,23 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import type { Document } from 'mongodb';
-import { ATLAS_ORIGIN, SYNC_COLLECTIONS, SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
-import { compareVersions, successor, SyncVersion } from '../common/hybrid-logical-clock';
+import { SYNC_STAMP_FIELD } from '../bidirectional-sync.constants';
+import { compareVersions, SyncVersion } from '../common/hybrid-logical-clock';
 import { issuedStamp } from '../common/engine-writes';
-import { LocalChangeCaptureService } from '../capture/local-change-capture.service';
 import { ForgottenDeletesService } from './forgotten-deletes.service';
 import { pagesById } from './pages-by-id';
+import {
+  AtlasRebaselineSource,
+  RebaselineSource,
+  SYNC_REBASELINE_SOURCE,
+} from './rebaseline-source';
 import { idKey, readStamp, SyncStamp } from '../common/sync-stamp';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { SyncStoresService } from '../metadata/sync-stores.service';
 import { OriginTrackerService } from '../origin/origin-tracker.service';
 import { NewOutboxEntry, OutboxRepository } from '../outbox/outbox.repository';
-import { Tombstone, TombstoneRepository } from '../outbox/tombstone.repository';
 import { ChangeProcessorService, IncomingChange } from '../processor/change-processor.service';
-import { ResumeTokenRepository } from '../resume-token/resume-token.repository';
 import { SyncMetadataRepository } from '../metadata/sync-metadata.repository';
-import { idTypeBrackets } from '../common/id-brackets';
+import { dbIdTypes, idTypeBrackets } from '../common/id-brackets';
 import { InjectSyncConfig } from '../bidirectional-sync.decorators';
 
 export interface RebaselineProgress {
@@ -62,14 +64,7 @@ export interface RebaselineCheckpoint {
   atlasEmpty?: string[];
 }
 
-/** Reading the current position needs only the first (empty) batch: wait briefly (ms). */
-const POSITION_READ_MAX_AWAIT_MS = 50;
-
-/** The stamp given to Atlas documents written without the module: older than any stamped version. */
-export const UNSTAMPED_ATLAS_STAMP: SyncStamp = {
-  v: successor(`000000000000000-000000-${ATLAS_ORIGIN}`, ATLAS_ORIGIN)!,
-  o: ATLAS_ORIGIN,
-};
+export { UNSTAMPED_ATLAS_STAMP } from './atlas-rebaseline-reader';
 
 /**
  * Brings both sides together without a usable change stream position: on a
@@ -81,6 +76,8 @@ export const UNSTAMPED_ATLAS_STAMP: SyncStamp = {
  * the recorded position, so nothing written meanwhile is missed. Progress
  * is saved after every page: a re-baseline cut short by a crash continues
  * from there (comparing is idempotent, so a page done twice is harmless).
+ * Atlas's side comes from a `RebaselineSource`: Atlas itself in direct mode,
+ * a relay over NATS in fleet mode (which then resumes from a stream sequence).
  */
 @Injectable()
 export class RebaselineService {
@@ -93,18 +90,22 @@ export class RebaselineService {
     deletedLocally: 0,
   };
 
+  /** Atlas's side: the bound `SYNC_REBASELINE_SOURCE` (fleet mode), else Atlas itself. */
+  private readonly source: RebaselineSource;
+
   constructor(
     @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     private readonly stores: SyncStoresService,
     private readonly origin: OriginTrackerService,
     private readonly processor: ChangeProcessorService,
     private readonly outbox: OutboxRepository,
-    private readonly tombstones: TombstoneRepository,
-    private readonly tokens: ResumeTokenRepository,
     private readonly metadata: SyncMetadataRepository,
-    private readonly capture: LocalChangeCaptureService,
     private readonly forgottenDeletes: ForgottenDeletesService,
-  ) {}
+    direct: AtlasRebaselineSource,
+    @Optional() @Inject(SYNC_REBASELINE_SOURCE) source?: RebaselineSource,
+  ) {
+    this.source = source ?? direct;
+  }
 
   get progress(): RebaselineProgress {
     return { ...this.state };
@@ -115,7 +116,7 @@ export class RebaselineService {
     const id = this.origin.instanceId;
     const saved = await this.metadata.getRebaselineCheckpoint<RebaselineCheckpoint>(id);
     const checkpoint: RebaselineCheckpoint = saved ?? {
-      position: await this.currentAtlasPosition(),
+      position: await this.source.position(),
       reason,
       startedAt: new Date(),
       compared: 0,
@@ -151,7 +152,7 @@ export class RebaselineService {
         this.state.collection = collection;
         if (!resumeHere && this.config.pushesCollection(collection)) {
           // Judged once, before this device pushes anything of it (see ForgottenDeletesService).
-          if (await this.forgottenDeletes.atlasCollectionEmpty(collection))
+          if (await this.source.isEmpty(collection))
             checkpoint.atlasEmpty = [...(checkpoint.atlasEmpty ?? []), collection];
           await this.metadata.saveRebaselineCheckpoint(id, checkpoint);
         }
@@ -170,7 +171,7 @@ export class RebaselineService {
           `Re-baseline ${collection}: compared ${this.state.compared}, copied to local ${this.state.copiedToLocal}, queued to Atlas ${this.state.queuedToAtlas}, remaining ${this.state.remaining}`,
         );
       }
-      await this.tokens.save(id, 'atlas', checkpoint.position);
+      await this.source.savePosition(checkpoint.position);
       await this.metadata.clearRebaselineCheckpoint(id);
       Object.assign(this.state, { state: 'done', finishedAt: new Date(), collection: undefined });
       this.logger.log(
@@ -189,15 +190,21 @@ export class RebaselineService {
     checkpoint: RebaselineCheckpoint,
     resume: RebaselineCheckpoint | undefined,
   ): Promise<void> {
-    const db = phase === 'pull' ? this.stores.atlas : this.stores.local;
-    const brackets = await idTypeBrackets([this.stores.atlas, this.stores.local], collection);
+    const brackets = await idTypeBrackets(
+      [this.source.ids, dbIdTypes(this.stores.local)],
+      collection,
+    );
     let skipping = resume?.bracket !== undefined;
     for (const bracket of brackets) {
       const key = JSON.stringify(bracket ?? null);
       if (skipping && key !== resume!.bracket) continue;
       const after = skipping && 'afterId' in resume! ? { id: resume!.afterId } : undefined;
       skipping = false;
-      for await (const page of pagesById(db, collection, bracket, after)) {
+      const pages =
+        phase === 'pull'
+          ? this.source.pages(collection, bracket, after)
+          : pagesById(this.stores.local, collection, bracket, after);
+      for await (const page of pages) {
         if (phase === 'pull') await this.pullPage(collection, page);
         else await this.pushPage(collection, page, checkpoint.atlasEmpty?.includes(collection));
         Object.assign(checkpoint, {
@@ -218,8 +225,9 @@ export class RebaselineService {
   private async estimateTotal(collections: string[]): Promise<number> {
     let total = 0;
     for (const collection of collections)
-      for (const db of [this.stores.atlas, this.stores.local])
-        total += await db.collection(collection).estimatedDocumentCount();
+      total +=
+        (await this.source.estimatedCount(collection)) +
+        (await this.stores.local.collection(collection).estimatedDocumentCount());
     return total;
   }
 
@@ -227,30 +235,14 @@ export class RebaselineService {
     this.state.remaining = Math.max(0, (this.state.total ?? 0) - this.state.compared);
   }
 
-  /** A resume token for "now" on Atlas, taken before comparing so nothing after it is missed. */
-  private async currentAtlasPosition(): Promise<Document> {
-    const stream = this.stores.atlas.watch([], { maxAwaitTimeMS: POSITION_READ_MAX_AWAIT_MS });
-    try {
-      await stream.tryNext();
-      return stream.resumeToken as Document;
-    } finally {
-      await stream.close();
-    }
-  }
-
   private async collectionsToCompare(): Promise<string[]> {
-    const names = new Set<string>();
-    for (const db of [this.stores.atlas, this.stores.local]) {
-      for (const c of await db.listCollections({}, { nameOnly: true }).toArray()) {
-        if (this.config.pushesCollection(c.name)) names.add(c.name);
-      }
-    }
-    return [...names].sort();
+    const local = await this.stores.local.listCollections({}, { nameOnly: true }).toArray();
+    const names = new Set([...(await this.source.collections()), ...local.map((c) => c.name)]);
+    return [...names].filter((name) => this.config.pushesCollection(name)).sort();
   }
 
-  /** Atlas → Local: every Atlas document goes through the normal (versioned) apply. */
+  /** Atlas → Local: every Atlas document (unstamped ones adopted by the source) goes through the normal (versioned) apply. */
   private async pullPage(collection: string, page: Document[]): Promise<void> {
-    await this.adoptUnstamped(collection, page);
     const changes: IncomingChange[] = page.map((doc) => {
       const stamp = readStamp(doc) as SyncStamp;
       return { collection, id: doc._id, operation: 'replace', doc, stamp };
@@ -262,49 +254,10 @@ export class RebaselineService {
 
   /** Atlas's tombstones of a collection, applied like deletes (older local states go). */
   private async pullTombstones(collection: string): Promise<void> {
-    const tombs = await this.stores.atlas
-      .collection<Tombstone>(SYNC_COLLECTIONS.tombstones)
-      .find({ c: collection })
-      .toArray();
-    if (tombs.length) {
+    for await (const tombs of this.source.tombstones(collection))
       await this.processor.applyChanges(
         tombs.map((t) => ({ collection, id: t.i, operation: 'delete', stamp: t._sync })),
       );
-    }
-  }
-
-  /**
-   * Atlas documents written without the module (before any device ran, or
-   * while history was lost) get the oldest possible version, on Atlas itself
-   * and with a compare-and-set, so that every device holds the same stamp as
-   * Atlas and any stamped copy of the document wins over it. Every device
-   * writes the same value, so concurrent re-baselines agree.
-   */
-  private async adoptUnstamped(collection: string, page: Document[]): Promise<void> {
-    const unstamped = page.filter((doc) => !readStamp(doc));
-    if (!unstamped.length) return;
-    await this.stores.atlas.collection(collection).updateMany(
-      {
-        _id: { $in: unstamped.map((doc) => doc._id) },
-        [SYNC_STAMP_FIELD]: { $exists: false },
-      } as Document,
-      { $set: { [SYNC_STAMP_FIELD]: UNSTAMPED_ATLAS_STAMP } },
-    );
-    // Re-read: a device or a direct write may have changed them meanwhile.
-    const current = new Map(
-      (
-        await this.stores.atlas
-          .collection(collection)
-          .find({ _id: { $in: unstamped.map((doc) => doc._id) } } as Document)
-          .toArray()
-      ).map((doc) => [idKey(doc._id), doc]),
-    );
-    for (const [i, doc] of page.entries()) {
-      if (readStamp(doc)) continue;
-      const now = current.get(idKey(doc._id));
-      // Deleted meanwhile: its tombstone (or the stream) carries the delete.
-      page[i] = now && readStamp(now) ? now : { ...doc, [SYNC_STAMP_FIELD]: UNSTAMPED_ATLAS_STAMP };
-    }
   }
 
   /**
@@ -314,21 +267,16 @@ export class RebaselineService {
    * on Atlas without the module while no device streamed): see `ForgottenDeletesService`.
    */
   private async pushPage(collection: string, page: Document[], atlasEmpty = false): Promise<void> {
-    const ids = page.map((d) => d._id);
-    const remote = await this.stores.atlas
-      .collection(collection)
-      .find({ _id: { $in: ids } } as Document, { projection: { [SYNC_STAMP_FIELD]: 1 } })
-      .toArray();
-    const remoteVersions = new Map(remote.map((d) => [idKey(d._id), readStamp(d)?.v]));
-    const remoteTombs = await this.tombstones.find(this.stores.atlas, collection, ids);
+    const { docs: remoteVersions, tombstones: remoteTombs } = await this.source.states(
+      collection,
+      page.map((d) => d._id),
+    );
     const entries: NewOutboxEntry[] = [];
     const absent: Document[] = [];
     for (const doc of page) {
       const key = idKey(doc._id);
       let stamp = readStamp(doc);
-      const atlasVersion = remoteVersions.has(key)
-        ? remoteVersions.get(key)
-        : remoteTombs.get(key)?._sync.v;
+      const atlasVersion = remoteVersions.has(key) ? remoteVersions.get(key) : remoteTombs.get(key);
       const onAtlas = remoteVersions.has(key) || remoteTombs.has(key);
       // Only where Atlas's deletes are applied here at all (not in push-only collections).
       if (stamp && !onAtlas && this.config.pullsCollection(collection)) {
@@ -356,6 +304,7 @@ export class RebaselineService {
         collection,
         absent,
         atlasEmpty,
+        this.source,
       );
       this.state.deletedLocally += deletedLocally;
       this.state.queuedToAtlas += queuedToAtlas;

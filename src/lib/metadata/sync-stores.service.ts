@@ -4,7 +4,7 @@ import type { Connection, Model } from 'mongoose';
 import { SYNC_COLLECTIONS } from '../bidirectional-sync.constants';
 import { ResolvedSyncConfig } from '../config/sync-config';
 import { InjectSyncConfig, InjectSyncLocalConnection } from '../bidirectional-sync.decorators';
-import { redactUri } from '../errors/sync.errors';
+import { redactUri, SyncConfigurationError } from '../errors/sync.errors';
 
 /** How long an Atlas operation waits for a reachable server before it fails (ms; the driver's default is 30 s). */
 const ATLAS_SERVER_SELECTION_TIMEOUT_MS = 10_000;
@@ -14,29 +14,45 @@ const MS_PER_SECOND = 1000;
  * Handles to both databases: the host's local Mongoose connection and the
  * module's own Atlas client. Creates the module's local indexes at start.
  * The Atlas client connects lazily, so a device starts (and keeps queueing
- * local changes) while Atlas is unreachable.
+ * local changes) while Atlas is unreachable. A device in fleet mode has no
+ * Atlas URI: it never creates the client, and `atlas` throws.
  */
 @Injectable()
 export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(SyncStoresService.name);
-  readonly atlasClient: MongoClient;
+  private client?: MongoClient;
   private atlasIndexesReady?: Promise<void>;
 
   constructor(
     @InjectSyncConfig() private readonly config: ResolvedSyncConfig,
     @InjectSyncLocalConnection() readonly connection: Connection,
-  ) {
-    this.atlasClient = new MongoClient(config.atlasUri, {
+  ) {}
+
+  /** False on a device in fleet mode (no Atlas URI): it reaches Atlas through the relays. */
+  get hasAtlas(): boolean {
+    return !!this.config.atlasUri;
+  }
+
+  /** The module's Atlas client, created on first use (no connection until an operation). */
+  get atlasClient(): MongoClient {
+    if (!this.config.atlasUri)
+      throw new SyncConfigurationError([
+        'no Atlas connection: atlasUri (ATLAS_MONGODB_URI) is not set (a device in fleet mode reaches Atlas through the relays)',
+      ]);
+    this.client ??= new MongoClient(this.config.atlasUri, {
       serverSelectionTimeoutMS: ATLAS_SERVER_SELECTION_TIMEOUT_MS,
       retryWrites: true,
-      ...config.atlasClientOptions,
+      ...this.config.atlasClientOptions,
     });
+    return this.client;
   }
 
   async onModuleInit(): Promise<void> {
     await this.connection.asPromise();
     this.logger.log(
-      `Local database "${this.local.databaseName}", Atlas ${redactUri(this.config.atlasUri)} database "${this.atlas.databaseName}"`,
+      this.config.atlasUri
+        ? `Local database "${this.local.databaseName}", Atlas ${redactUri(this.config.atlasUri)} database "${this.atlas.databaseName}"`
+        : `Local database "${this.local.databaseName}", no Atlas connection (fleet mode)`,
     );
     const outbox = this.local.collection(SYNC_COLLECTIONS.outbox);
     await outbox.createIndex({ retryAt: 1, seq: 1 }); // the drainer: due entries, oldest first
@@ -56,7 +72,7 @@ export class SyncStoresService implements OnModuleInit, OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await this.atlasClient.close().catch(() => undefined);
+    await this.client?.close().catch(() => undefined);
   }
 
   /** The local database (the host's connection). */

@@ -77,6 +77,8 @@ export class OriginTrackerService implements OnModuleDestroy {
    * unreachable: the last known offset stays.
    */
   async calibrate(): Promise<void> {
+    // A device in fleet mode has no Atlas connection: its own clock (the HLC keeps order).
+    if (!this.stores.hasAtlas) return;
     try {
       const sent = this.wallClock();
       const hello = await this.stores.atlas.admin().command({ hello: 1 }, { timeoutMS: 3000 });

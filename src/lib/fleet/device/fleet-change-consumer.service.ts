@@ -9,6 +9,7 @@ import type { PullSource } from '../../listener/pull-source';
 import { OriginTrackerService } from '../../origin/origin-tracker.service';
 import type { IncomingChange } from '../../processor/atlas-change-classifier';
 import { ChangeProcessorService } from '../../processor/change-processor.service';
+import { RebaselineService } from '../../initial-sync/rebaseline.service';
 import { InjectFleetConfig } from '../fleet.decorators';
 import { FleetPositionExpiredError } from '../fleet.errors';
 import type { ResolvedFleetConfig } from '../fleet-config';
@@ -27,7 +28,11 @@ const FETCH_EXPIRES_MS = 1000;
  * with `ChangeProcessorService.applyChanges` (the local applier, as for Atlas states), then
  * saves the last sequence and acknowledges. A crash in between replays the batch (applying
  * a state twice is a no-op); the persisted sequence, not the consumer's acknowledgements,
- * decides where to resume (`ensureDeviceConsumer`).
+ * decides where to resume (`ensureDeviceConsumer`). Without a stored sequence (first start),
+ * and when the stream's retention passed it (`FleetPositionExpiredError`, at open or seen as
+ * a gap in the sequences delivered), it re-baselines through the relays first, as the
+ * direct listener does without a usable resume token, and consumes from the sequence the
+ * re-baseline recorded.
  */
 @Injectable()
 export class FleetChangeConsumer implements PullSource {
@@ -55,6 +60,7 @@ export class FleetChangeConsumer implements PullSource {
     private readonly origin: OriginTrackerService,
     private readonly processor: ChangeProcessorService,
     private readonly positions: FleetPositionRepository,
+    private readonly rebaseline: RebaselineService,
   ) {}
 
   get status(): ChangeStreamTailerStatus {
@@ -95,9 +101,7 @@ export class FleetChangeConsumer implements PullSource {
         this.state.disconnectedSince ??= new Date();
         this.state.lastError = redactMessage((err as Error)?.message ?? String(err));
         if (err instanceof FleetPositionExpiredError)
-          this.logger.error(
-            `${this.state.lastError}: this device must re-baseline (not automatic yet in fleet mode)`,
-          );
+          this.logger.warn(`${this.state.lastError}: re-baselining when the consumer reopens`);
         else if (this.state.consecutiveFailures === 1)
           this.logger.warn(`Reading the changes stream failed: ${this.state.lastError}`);
         await new Promise((r) =>
@@ -130,24 +134,49 @@ export class FleetChangeConsumer implements PullSource {
     return this.lag.read(this.nats.status().state === 'connected');
   }
 
-  /** Puts the device's consumer at the persisted position. */
+  /** Puts the device's consumer at the persisted position, re-baselining first when there is none or it expired. */
   private async open(): Promise<Consumer> {
     await this.nats.connect();
     const deviceId = this.fleet.deviceId as string;
     const stream = this.fleet.changesStream;
-    this.lastSequence = await this.positions.load(this.origin.instanceId, stream);
-    await ensureDeviceConsumer(
-      await this.nats.jetstreamManager(),
-      stream,
-      deviceId,
-      this.lastSequence,
-    );
+    const jsm = await this.nats.jetstreamManager();
+    let position = await this.positions.load(this.origin.instanceId, stream);
+    if (position === undefined)
+      position = await this.rebaselineFrom('no stored changes stream position (first start)');
+    try {
+      await ensureDeviceConsumer(jsm, stream, deviceId, position);
+    } catch (err) {
+      if (!(err instanceof FleetPositionExpiredError)) throw err;
+      this.logger.warn(`${err.message}: re-baselining through the relays`);
+      position = await this.rebaselineFrom(
+        `the changes stream's retention passed position ${err.position} (first is ${err.firstSequence})`,
+      );
+      // Expired again (a re-baseline slower than the retention): thrown, retried.
+      await ensureDeviceConsumer(jsm, stream, deviceId, position);
+    }
+    this.lastSequence = position;
     this.consumer = await this.nats.jetstream().consumers.get(stream, deviceId);
     this.state.connected = true;
     return this.consumer;
   }
 
+  /** Re-baselines through the relays; returns the sequence it recorded to consume after. */
+  private async rebaselineFrom(reason: string): Promise<number> {
+    await this.rebaseline.rebaseline(reason);
+    const position = await this.positions.load(this.origin.instanceId, this.fleet.changesStream);
+    if (position === undefined) throw new Error('the re-baseline recorded no stream position');
+    return position;
+  }
+
   private async apply(messages: JsMsg[]): Promise<void> {
+    // The consumer reads every subject, so sequences are contiguous: a jump means retention
+    // dropped messages this device never read (it fell behind while connected).
+    let expected = this.lastSequence + 1;
+    for (const msg of messages) {
+      if (msg.seq > expected)
+        throw new FleetPositionExpiredError(this.fleet.changesStream, this.lastSequence, msg.seq);
+      expected = Math.max(expected, msg.seq + 1);
+    }
     const states: IncomingChange[] = [];
     for (const msg of messages) {
       try {

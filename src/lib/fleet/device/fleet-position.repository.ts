@@ -17,10 +17,11 @@ export class FleetPositionRepository {
     return `fleet:${instanceId}:${stream}`;
   }
 
-  async load(instanceId: string, stream: string): Promise<number> {
+  /** The last applied sequence; undefined when none is stored (first start: re-baseline). */
+  async load(instanceId: string, stream: string): Promise<number | undefined> {
     const doc = await this.metadata.getResumeTokenDocument(this.id(instanceId, stream));
     const seq = (doc?.token as { seq?: unknown } | undefined)?.seq;
-    return typeof seq === 'number' ? seq : 0;
+    return typeof seq === 'number' ? seq : undefined;
   }
 
   async save(instanceId: string, stream: string, seq: number): Promise<void> {

@@ -5,3 +5,4 @@ export * from './relay-prometheus.service';
 export * from './relay-push-consumer.service';
 export * from './relay.module';
 export * from './relay.service';
+export * from './relay-rebaseline-responder.service';

@@ -12,6 +12,7 @@ import { RelayHealthService } from './relay-health.service';
 import { RelayHttpController } from './relay-http.controller';
 import { RelayPrometheusService } from './relay-prometheus.service';
 import { RelayPushConsumer } from './relay-push-consumer.service';
+import { RelayRebaselineResponder } from './relay-rebaseline-responder.service';
 import { RelayService } from './relay.service';
 
 /** Suffix of the relay database's default name (`<Atlas database>_relay`). */
@@ -76,6 +77,7 @@ export class RelayModule {
       providers: [
         RelayChangePublisher,
         RelayPushConsumer,
+        RelayRebaselineResponder,
         RelayService,
         RelayHealthService,
         RelayPrometheusService,

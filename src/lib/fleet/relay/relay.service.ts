@@ -9,6 +9,10 @@ import { OriginTrackerService } from '../../origin/origin-tracker.service';
 import { NatsConnectionService, NatsConnectionStatus } from '../nats-connection.service';
 import { RelayChangePublisher, RelayPublisherStatus } from './relay-change-publisher.service';
 import { RelayPushConsumer, RelayPushStatus } from './relay-push-consumer.service';
+import {
+  RelayRebaselineResponder,
+  RelayRebaselineStatus,
+} from './relay-rebaseline-responder.service';
 
 export interface RelayStatus {
   /** `active`: this relay tails Atlas and publishes changes; `standby`: pushes only. */
@@ -18,13 +22,15 @@ export interface RelayStatus {
   nats: NatsConnectionStatus;
   changes: RelayPublisherStatus;
   pushes: RelayPushStatus;
+  rebaselines: RelayRebaselineStatus;
 }
 
 /**
  * The relay's life cycle: connects to NATS, provisions the fleet streams, works the push
  * partitions (every relay), and competes for the lease of the relay database (one per
  * Atlas database): its holder alone tails the Atlas change stream and publishes changes;
- * a standby takes over when the holder stops or dies (within the lease TTL).
+ * a standby takes over when the holder stops or dies (within the lease TTL). Every relay
+ * answers devices' re-baseline requests.
  */
 @Injectable()
 export class RelayService implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -38,6 +44,7 @@ export class RelayService implements OnApplicationBootstrap, BeforeApplicationSh
     private readonly origin: OriginTrackerService,
     private readonly publisher: RelayChangePublisher,
     private readonly pushes: RelayPushConsumer,
+    private readonly rebaselines: RelayRebaselineResponder,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -55,6 +62,7 @@ export class RelayService implements OnApplicationBootstrap, BeforeApplicationSh
     await this.nats.connect();
     await this.nats.provisionStreams();
     await this.pushes.start();
+    await this.rebaselines.start();
     this.unsubscribe.push(
       this.lease.onAcquired(() => {
         this.logger.log('Active relay: publishing Atlas changes');
@@ -75,6 +83,7 @@ export class RelayService implements OnApplicationBootstrap, BeforeApplicationSh
     this.started = false;
     await this.lease.stop();
     for (const off of this.unsubscribe.splice(0)) off();
+    await this.rebaselines.stop();
     await this.publisher.stop();
     await this.pushes.stop();
     await this.origin.persistClock().catch(() => undefined);
@@ -88,6 +97,7 @@ export class RelayService implements OnApplicationBootstrap, BeforeApplicationSh
       nats: this.nats.status(),
       changes: this.publisher.status,
       pushes: this.pushes.status,
+      rebaselines: this.rebaselines.status,
     };
   }
 }
