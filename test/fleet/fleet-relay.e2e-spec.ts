@@ -127,6 +127,25 @@ describe('the fleet relay between Atlas and JetStream (real nats-server, Secantu
     expect(forwarded).toMatchObject({ id: 'stamped-1', stamp, document: { name: 'Tea' } });
   });
 
+  it('a document deleted, re-created and deleted again on Atlas directly: both deletes are published', async () => {
+    const items = atlas.collection('menuitems');
+    const states = async (n: number) =>
+      (await readChanges(n)).filter((m) => m.id === 'lives').map((m) => m.op);
+    await items.insertOne({ _id: 'lives', name: 'first life' } as Document);
+    expect(await states(1)).toEqual(['upsert']);
+    await items.deleteOne({ _id: 'lives' } as Document);
+    expect(await states(1)).toEqual(['delete']);
+    await items.insertOne({ _id: 'lives', name: 'second life' } as Document);
+    expect(await states(1)).toEqual(['upsert']);
+    // The adoption of the re-creation removed the first delete's tombstone...
+    expect(
+      await atlas.collection('_sync_tombstones').countDocuments({ i: 'lives' } as Document),
+    ).toBe(0);
+    // ...so the second delete is known as made without the module, though the relay holds no copy.
+    await items.deleteOne({ _id: 'lives' } as Document);
+    expect(await states(1)).toEqual(['delete']);
+  });
+
   it("applies a device's push to Atlas with the compare-and-set, and acknowledges it", async () => {
     const stamp = { v: version('device-1'), o: 'device-1' };
     await push(device1, 'device-1', {

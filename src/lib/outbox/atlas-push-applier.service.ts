@@ -313,10 +313,20 @@ export class AtlasPushApplier {
     const undo = applied.filter(
       (w) => compareVersions(tombs.get(idKey(w.edit.i))?._sync.v, w.version) > 0,
     );
-    if (!undo.length) return;
-    await atlas.collection(collection).bulkWrite(
-      undo.map((w) => ({ deleteOne: { filter: casFilter(w.edit.i, w.version) } })),
-      { ordered: false },
+    if (undo.length)
+      await atlas.collection(collection).bulkWrite(
+        undo.map((w) => ({ deleteOne: { filter: casFilter(w.edit.i, w.version) } })),
+        { ordered: false },
+      );
+    // A revived document's older tombstone goes: on Atlas a tombstone stands only for the
+    // document's current absence, so a later delete without one is known as made without the
+    // module even where no copy of the document tells its last version (a fleet relay).
+    await this.tombstones.remove(
+      atlas,
+      collection,
+      applied
+        .filter((w) => !undo.includes(w) && tombs.has(idKey(w.edit.i)))
+        .map((w) => ({ id: w.edit.i, upTo: w.version })),
     );
   }
 }

@@ -66,11 +66,22 @@ export class AtlasDirectWriteAdopter {
           compareVersions(previous.v, derived) >= 0
         )
           break;
-        const v = await this.adoptedVersion(collection, id, previous?.v, derived, seenBefore);
+        const { v, tombstone } = await this.adoptedVersion(
+          collection,
+          id,
+          previous?.v,
+          derived,
+          seenBefore,
+        );
         const result = await this.stores.atlas
           .collection(collection)
           .updateOne(casFilter(id, previous?.v), stampUpdate({ v, o: ATLAS_ORIGIN, h }));
-        if (result.matchedCount) break;
+        if (result.matchedCount) {
+          // Re-created on Atlas: the tombstone of its earlier life goes (see AtlasPushApplier).
+          if (tombstone)
+            await this.tombstones.remove(this.stores.atlas, collection, [{ id, upTo: v }]);
+          break;
+        }
         // The stamp moved since the event's read: another device adopted, or
         // adopted an earlier content that a later direct write (which keeps
         // the stamp) has replaced since. Only the document as it is now tells.
@@ -86,7 +97,7 @@ export class AtlasDirectWriteAdopter {
     previous: SyncVersion | undefined,
     derived: SyncVersion,
     seenBefore: SyncVersion | undefined,
-  ): Promise<SyncVersion> {
+  ): Promise<{ v: SyncVersion; tombstone: boolean }> {
     const [tombs, local, pending] = await Promise.all([
       this.tombstones.find(this.stores.atlas, collection, [id]),
       this.findLocal(collection, [id]),
@@ -94,13 +105,14 @@ export class AtlasDirectWriteAdopter {
     ]);
     const key = idKey(id);
     const after = (v: SyncVersion | undefined) => successor(v, ATLAS_ORIGIN);
-    return maxVersion(
+    const v = maxVersion(
       derived,
       after(previous),
       after(tombs.get(key)?._sync.v),
       after(lastAtlasVersionSeen(pending.get(key), local.get(key))),
       after(seenBefore),
     )!;
+    return { v, tombstone: tombs.has(key) };
   }
 
   /**
