@@ -1,4 +1,4 @@
-import type { Collection, Document } from 'mongodb';
+import type { Collection, Db, Document } from 'mongodb';
 
 /** One write a writer attempted, in the writer's own order. */
 export interface LoggedWrite {
@@ -238,4 +238,34 @@ export function checkEveryWrite(
     }
   }
   return result;
+}
+
+/**
+ * Every replica's copy and tombstone of the documents a failed verification
+ * report names (` <collection> "<id>"`), and the last writes to each.
+ */
+export async function explainMismatches(
+  report: string,
+  replicas: (readonly [string, Db])[],
+  writers: ChaosWriter[],
+  collection: string,
+): Promise<string> {
+  const pattern = new RegExp(` ${collection} "([^"]+)"`, 'g');
+  const ids = [...new Set([...report.matchAll(pattern)].map((m) => m[1]))];
+  const lines: string[] = [];
+  for (const id of ids) {
+    for (const [name, db] of replicas) {
+      const doc = await db.collection(collection).findOne({ _id: id as never });
+      const tomb = await db.collection('_sync_tombstones').findOne({ i: id, c: collection });
+      const state = doc ? `${doc.writer}:${doc.seq} ${JSON.stringify(doc._sync)}` : 'absent';
+      const tombstone = tomb ? `${JSON.stringify(tomb._sync)} ${tomb.src ?? ''}` : 'none';
+      lines.push(`${id} @ ${name}: ${state}; tombstone ${tombstone}`);
+    }
+    const history = writers.flatMap((w) => w.log.filter((l) => l.key === id).slice(-4));
+    const described = history.map(
+      (h) => `${h.writer}:${h.seq} ${h.op}${h.acknowledged ? '' : ' (unacknowledged)'}`,
+    );
+    lines.push(`  last writes: ${described.join(', ')}`);
+  }
+  return lines.join('\n');
 }

@@ -13,7 +13,7 @@ import {
 } from '../support/mongo-harness';
 import { prng, seedFrom } from '../support/prng';
 import { TcpProxy } from '../support/tcp-proxy';
-import { ChaosWriter, checkEveryWrite, checkOracle } from './chaos-writers';
+import { ChaosWriter, checkEveryWrite, checkOracle, explainMismatches } from './chaos-writers';
 import { SyncProcess } from './sync-process';
 
 /**
@@ -204,7 +204,9 @@ describeUnless(needsEmbeddedServers)(
           );
         } catch (err) {
           for (const p of processes) console.log(`--- ${p.name} log tail:\n${p.tail(60)}`);
-          throw new Error(`${(err as Error).message}\n${last}\n${await explain(last)}`);
+          throw new Error(
+            `${(err as Error).message}\n${last}\n${await explainMismatches(last, replicas(), writers, COLLECTION)}`,
+          );
         }
         console.log(`chaos quiesced in ${Date.now() - quiesceStarted} ms`);
 
@@ -255,30 +257,10 @@ describeUnless(needsEmbeddedServers)(
       DURATION_MS + 400_000,
     );
 
-    /** Every replica's copy and tombstone of the documents a failed verification names. */
-    async function explain(report: string): Promise<string> {
-      const ids = [...new Set([...report.matchAll(/ items "([^"]+)"/g)].map((m) => m[1]))];
-      const lines: string[] = [];
-      const dbs = [
-        ['atlas', atlas.db(DB)] as const,
-        ...locals.map((c, i) => [`device-${i}`, c.db(DB)] as const),
-      ];
-      for (const id of ids) {
-        for (const [name, db] of dbs) {
-          const doc = await db.collection(COLLECTION).findOne({ _id: id as never });
-          const tomb = await db.collection('_sync_tombstones').findOne({ i: id, c: COLLECTION });
-          const state = doc ? `${doc.writer}:${doc.seq} ${JSON.stringify(doc._sync)}` : 'absent';
-          const tombstone = tomb ? `${JSON.stringify(tomb._sync)} ${tomb.src ?? ''}` : 'none';
-          lines.push(`${id} @ ${name}: ${state}; tombstone ${tombstone}`);
-        }
-        const history = writers.flatMap((w) => w.log.filter((l) => l.key === id).slice(-4));
-        const described = history.map(
-          (h) => `${h.writer}:${h.seq} ${h.op}${h.acknowledged ? '' : ' (unacknowledged)'}`,
-        );
-        lines.push(`  last writes: ${described.join(', ')}`);
-      }
-      return lines.join('\n');
-    }
+    const replicas = () => [
+      ['atlas', atlas.db(DB)] as const,
+      ...locals.map((c, i) => [`device-${i}`, c.db(DB)] as const),
+    ];
 
     /** Starts the device again; its writer deletes again once its log shows `done` once more. */
     async function resumeDeletesAfter(device: number, done: RegExp): Promise<void> {
