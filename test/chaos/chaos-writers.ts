@@ -1,4 +1,5 @@
 import type { Collection, Db, Document } from 'mongodb';
+import { prng } from '../support/prng';
 
 /** One write a writer attempted, in the writer's own order. */
 export interface LoggedWrite {
@@ -113,6 +114,26 @@ export class ChaosWriter {
       entry.endedAt = Date.now();
     }
   }
+}
+
+/**
+ * The chaos suites' writers: one per device database (`w<first>`, `w<first+1>`, ...; every
+ * 60 ms on average) and one on Atlas without the module (`atlas`, every 120 ms, fewer
+ * deletes), each with its own generator derived from `seed`, all started.
+ */
+export function startChaosWriters(
+  seed: number,
+  devices: (() => Collection<Document>)[],
+  atlas: () => Collection<Document>,
+  keys: { owned: number; shared: number },
+  first = 0,
+): ChaosWriter[] {
+  const writers = devices.map(
+    (collection, i) => new ChaosWriter(`w${first + i}`, collection, prng(seed + i + 1), keys, 60),
+  );
+  writers.push(new ChaosWriter('atlas', atlas, prng(seed + 99), keys, 120, 0.1));
+  writers.forEach((w) => w.start());
+  return writers;
 }
 
 /**

@@ -13,7 +13,13 @@ import {
 } from '../support/mongo-harness';
 import { prng, seedFrom } from '../support/prng';
 import { TcpProxy } from '../support/tcp-proxy';
-import { ChaosWriter, checkEveryWrite, checkOracle, explainMismatches } from './chaos-writers';
+import {
+  ChaosWriter,
+  checkEveryWrite,
+  checkOracle,
+  explainMismatches,
+  startChaosWriters,
+} from './chaos-writers';
 import { SyncProcess } from './sync-process';
 
 /**
@@ -127,28 +133,14 @@ describeUnless(needsEmbeddedServers)(
         );
         const random = prng(SEED);
         const keys = { owned: 12, shared: SHARED_KEYS };
-        locals.forEach((client, i) =>
-          writers.push(
-            new ChaosWriter(
-              `w${i}`,
-              () => client.db(DB).collection(COLLECTION),
-              prng(SEED + i + 1),
-              keys,
-              60,
-            ),
-          ),
-        );
         writers.push(
-          new ChaosWriter(
-            'atlas',
+          ...startChaosWriters(
+            SEED,
+            locals.map((client) => () => client.db(DB).collection(COLLECTION)),
             () => atlas.db(DB).collection(COLLECTION),
-            prng(SEED + 99),
             keys,
-            120,
-            0.1,
           ),
         );
-        writers.forEach((w) => w.start());
 
         const started = Date.now();
         // Once each, when the run is under way: a device offline past Atlas's

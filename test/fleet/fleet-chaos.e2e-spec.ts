@@ -9,6 +9,7 @@ import {
   checkEveryWrite,
   checkOracle,
   explainMismatches,
+  startChaosWriters,
 } from '../chaos/chaos-writers';
 import { FleetTestServer } from './fleet-test-server';
 import { RelayProcess } from './relay-process';
@@ -52,18 +53,12 @@ describe(`fleet chaos (seed ${SEED}; replay with SYNC_FLEET_CHAOS_SEED=${SEED})`
   const faults: string[] = [];
 
   function startRelay(): RelayProcess {
-    const relay = RelayProcess.start({
-      ATLAS_MONGODB_URI: atlasServer.uri,
-      ATLAS_DB_NAME: atlasDbName,
-      NATS_URL: fleet.server.url,
-      NATS_USER: 'relay',
-      NATS_PASSWORD: fleet.passwords.relay,
-      NATS_PUSH_PARTITIONS: String(PARTITIONS),
-      SYNC_TRANSPORT: 'nats',
-      SYNC_FLEET_ROLE: 'relay',
-      SYNC_LEASE_TTL: '2000',
-      SYNC_RECONNECT_INTERVAL: '200',
-    });
+    const relay = RelayProcess.start(
+      fleet.relayEnv(
+        { uri: atlasServer.uri, dbName: atlasDbName },
+        { pushPartitions: PARTITIONS, leaseTtlMs: 2000 },
+      ),
+    );
     relays.push(relay);
     return relay;
   }
@@ -88,14 +83,7 @@ describe(`fleet chaos (seed ${SEED}; replay with SYNC_FLEET_CHAOS_SEED=${SEED})`
         atlasUri: NO_ATLAS,
         atlasDbName,
         instanceId: id,
-        fleet: {
-          transport: 'nats',
-          servers: [fleet.server.url],
-          user: id,
-          password: fleet.passwords[id],
-          pushPartitions: PARTITIONS,
-          reconnectTimeWait: 100,
-        },
+        fleet: fleet.deviceFleet(id, PARTITIONS),
       };
       deviceOptions.push(options);
       devices.push(await SyncDevice.start(options));
@@ -118,28 +106,15 @@ describe(`fleet chaos (seed ${SEED}; replay with SYNC_FLEET_CHAOS_SEED=${SEED})`
       );
       const random = prng(SEED);
       const keys = { owned: 10, shared: 8 };
-      deviceOptions.forEach((options, i) =>
-        writers.push(
-          new ChaosWriter(
-            `w${i + 1}`,
-            () => localClient.db(options.localDbName).collection(COLLECTION),
-            prng(SEED + i + 1),
-            keys,
-            60,
-          ),
-        ),
-      );
       writers.push(
-        new ChaosWriter(
-          'atlas',
+        ...startChaosWriters(
+          SEED,
+          deviceOptions.map((o) => () => localClient.db(o.localDbName).collection(COLLECTION)),
           () => atlasClient.db(atlasDbName).collection(COLLECTION),
-          prng(SEED + 99),
           keys,
-          120,
-          0.1,
+          1,
         ),
       );
-      writers.forEach((w) => w.start());
 
       const started = Date.now();
       const used = new Set<Fault>();
@@ -239,6 +214,20 @@ describe(`fleet chaos (seed ${SEED}; replay with SYNC_FLEET_CHAOS_SEED=${SEED})`
           `overwritten by a later write, ${accounted.lostToConflict} lost to a recorded conflict, ` +
           `${accounted.violations.length} lost silently`,
       );
+      const lost = [...violations, ...accounted.violations].map((v) => v.split(':')[0]);
+      if (lost.length) {
+        const replicas = [
+          ['atlas', atlas] as const,
+          ...devices.map((d, i) => [DEVICE_IDS[i], d.db] as const),
+        ];
+        const report = lost.map((key) => ` ${COLLECTION} "${key}"`).join('');
+        console.log(`${await explainMismatches(report, replicas, writers, COLLECTION)}
+relay log lines naming them:
+${relays
+  .flatMap((r) => r.log.split('\n'))
+  .filter((line) => lost.some((key) => line.includes(`"${key}"`)))
+  .join('\n')}`);
+      }
       expect(violations).toEqual([]);
       expect(accounted.violations).toEqual([]);
       expect(checked).toBeGreaterThan(20);

@@ -38,18 +38,12 @@ describe('fleet mode end to end: two devices, one Atlas, relays on a real nats-s
   const devices: SyncDevice[] = [];
 
   function startRelay(): RelayProcess {
-    const relay = RelayProcess.start({
-      ATLAS_MONGODB_URI: atlasServer.uri,
-      ATLAS_DB_NAME: atlasDbName,
-      NATS_URL: fleet.server.url,
-      NATS_USER: 'relay',
-      NATS_PASSWORD: fleet.passwords.relay,
-      NATS_PUSH_PARTITIONS: String(PARTITIONS),
-      SYNC_TRANSPORT: 'nats',
-      SYNC_FLEET_ROLE: 'relay',
-      SYNC_LEASE_TTL: '3000',
-      SYNC_RECONNECT_INTERVAL: '200',
-    });
+    const relay = RelayProcess.start(
+      fleet.relayEnv(
+        { uri: atlasServer.uri, dbName: atlasDbName },
+        { pushPartitions: PARTITIONS, leaseTtlMs: 3000 },
+      ),
+    );
     relays.push(relay);
     return relay;
   }
@@ -61,14 +55,7 @@ describe('fleet mode end to end: two devices, one Atlas, relays on a real nats-s
       atlasUri: NO_ATLAS,
       atlasDbName,
       instanceId: id,
-      fleet: {
-        transport: 'nats',
-        servers: [fleet.server.url],
-        user: id,
-        password: fleet.passwords[id],
-        pushPartitions: PARTITIONS,
-        reconnectTimeWait: 100,
-      },
+      fleet: fleet.deviceFleet(id, PARTITIONS),
     });
     devices.push(device);
     return device;

@@ -50,21 +50,13 @@ describe('fleet mode observability: device metrics and the relay /health and /me
 
   async function startRelay(): Promise<ObservedRelay> {
     const port = await findFreePort();
-    const child = RelayProcess.start({
-      ATLAS_MONGODB_URI: atlasServer.uri,
-      ATLAS_DB_NAME: atlasDbName,
-      NATS_URL: fleet.server.url,
-      NATS_USER: 'relay',
-      NATS_PASSWORD: fleet.passwords.relay,
-      NATS_PUSH_PARTITIONS: String(PARTITIONS),
-      NATS_RECONNECT_WAIT: '100',
-      SYNC_TRANSPORT: 'nats',
-      SYNC_FLEET_ROLE: 'relay',
-      SYNC_LEASE_TTL: String(LEASE_TTL_MS),
-      SYNC_RECONNECT_INTERVAL: '200',
-      RELAY_PORT: String(port),
-      RELAY_HOST: '127.0.0.1',
-    });
+    const child = RelayProcess.start(
+      fleet.relayEnv(
+        { uri: atlasServer.uri, dbName: atlasDbName },
+        { pushPartitions: PARTITIONS, leaseTtlMs: LEASE_TTL_MS },
+        { NATS_RECONNECT_WAIT: '100', RELAY_PORT: String(port), RELAY_HOST: '127.0.0.1' },
+      ),
+    );
     const url = `http://127.0.0.1:${port}`;
     const relay: ObservedRelay = {
       process: child,
@@ -97,14 +89,7 @@ describe('fleet mode observability: device metrics and the relay /health and /me
       atlasDbName,
       sync: {
         instanceId: id,
-        fleet: {
-          transport: 'nats',
-          servers: [fleet.server.url],
-          user: id,
-          password: fleet.passwords[id],
-          pushPartitions: PARTITIONS,
-          reconnectTimeWait: 100,
-        },
+        fleet: fleet.deviceFleet(id, PARTITIONS),
       },
     });
     devices.push(device);

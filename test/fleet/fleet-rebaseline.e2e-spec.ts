@@ -34,18 +34,12 @@ describe('fleet mode re-baseline through the relays (real nats-server, SecantusD
 
   /** The first relay's leases outlive it by up to 12 s: a kill -9 leaves its pushes queued that long. */
   function startRelay(leaseTtlMs = 12_000): RelayProcess {
-    relay = RelayProcess.start({
-      ATLAS_MONGODB_URI: atlasServer.uri,
-      ATLAS_DB_NAME: atlasDbName,
-      NATS_URL: fleet.server.url,
-      NATS_USER: 'relay',
-      NATS_PASSWORD: fleet.passwords.relay,
-      NATS_PUSH_PARTITIONS: String(PARTITIONS),
-      SYNC_TRANSPORT: 'nats',
-      SYNC_FLEET_ROLE: 'relay',
-      SYNC_LEASE_TTL: String(leaseTtlMs),
-      SYNC_RECONNECT_INTERVAL: '200',
-    });
+    relay = RelayProcess.start(
+      fleet.relayEnv(
+        { uri: atlasServer.uri, dbName: atlasDbName },
+        { pushPartitions: PARTITIONS, leaseTtlMs: leaseTtlMs },
+      ),
+    );
     return relay;
   }
 
@@ -56,14 +50,7 @@ describe('fleet mode re-baseline through the relays (real nats-server, SecantusD
       localDbName,
       atlasDbName,
       instanceId: 'device-1',
-      fleet: {
-        transport: 'nats',
-        servers: [fleet.server.url],
-        user: 'device-1',
-        password: fleet.passwords['device-1'],
-        pushPartitions: PARTITIONS,
-        reconnectTimeWait: 100,
-      },
+      fleet: fleet.deviceFleet('device-1', PARTITIONS),
     });
     return device;
   }

@@ -86,6 +86,45 @@ export class FleetTestServer {
     return service;
   }
 
+  /**
+   * The environment of a relay process (`npm run relay`) on this server for one Atlas
+   * database, as the relay user; `overrides` win.
+   */
+  relayEnv(
+    atlas: { uri: string; dbName: string },
+    { pushPartitions, leaseTtlMs }: { pushPartitions: number; leaseTtlMs: number },
+    overrides: Record<string, string> = {},
+  ): Record<string, string> {
+    return {
+      ATLAS_MONGODB_URI: atlas.uri,
+      ATLAS_DB_NAME: atlas.dbName,
+      NATS_URL: this.server.url,
+      NATS_USER: 'relay',
+      NATS_PASSWORD: this.passwords.relay,
+      NATS_PUSH_PARTITIONS: String(pushPartitions),
+      SYNC_TRANSPORT: 'nats',
+      SYNC_FLEET_ROLE: 'relay',
+      SYNC_LEASE_TTL: String(leaseTtlMs),
+      SYNC_RECONNECT_INTERVAL: '200',
+      ...overrides,
+    };
+  }
+
+  /** A device's `fleet` module options on this server, as its own NATS user. */
+  deviceFleet(
+    deviceId: keyof Omit<FleetTestPasswords, 'relay'>,
+    pushPartitions: number,
+  ): FleetModuleOptions {
+    return {
+      transport: 'nats',
+      servers: [this.server.url],
+      user: deviceId,
+      password: this.passwords[deviceId],
+      pushPartitions,
+      reconnectTimeWait: 100,
+    };
+  }
+
   /** Closes every connection made here, then stops the server and removes its files. */
   async destroy(): Promise<void> {
     for (const c of this.connections) await c.close().catch(() => undefined);

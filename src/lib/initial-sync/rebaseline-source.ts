@@ -69,28 +69,18 @@ export class AtlasRebaselineSource implements RebaselineSource {
     return this.reader.ids;
   }
 
-  async *pages(
+  pages(
     collection: string,
     bracket: Document | undefined,
     after?: { id: unknown },
   ): AsyncGenerator<Document[]> {
-    let last = after;
-    for (;;) {
-      const page = await this.reader.page(collection, bracket, last);
-      if (!page.length) return;
-      last = { id: page[page.length - 1]._id };
-      yield page;
-    }
+    return pagesAfter((last) => this.reader.page(collection, bracket, last), after);
   }
 
-  async *tombstones(collection: string): AsyncGenerator<RemoteTombstone[]> {
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.reader.tombstones(collection, after);
-      if (!page.length) return;
-      after = page[page.length - 1]._id;
-      yield page;
-    }
+  tombstones(collection: string): AsyncGenerator<RemoteTombstone[]> {
+    return pagesAfter<RemoteTombstone, string>((last) =>
+      this.reader.tombstones(collection, last?.id),
+    );
   }
 
   states(collection: string, ids: unknown[]): Promise<RemoteStates> {
@@ -103,5 +93,19 @@ export class AtlasRebaselineSource implements RebaselineSource {
 
   settledStates(collection: string, ids: unknown[]): Promise<RemoteStates> {
     return this.reader.states(collection, ids);
+  }
+}
+
+/** Pages read one after another, each after the last `_id` of the one before, until one is empty. */
+export async function* pagesAfter<T extends Document, K = unknown>(
+  read: (after: { id: K } | undefined) => Promise<T[]>,
+  after?: { id: K },
+): AsyncGenerator<T[]> {
+  let last = after;
+  for (;;) {
+    const page = await read(last);
+    if (!page.length) return;
+    last = { id: (page[page.length - 1] as Document)._id as K };
+    yield page;
   }
 }

@@ -4,7 +4,7 @@ import type { Document } from 'mongodb';
 import type { IdTypeSide } from '../../common/id-brackets';
 import type { RemoteStates, RemoteTombstone } from '../../initial-sync/atlas-rebaseline-reader';
 import { PAGE_SIZE } from '../../initial-sync/pages-by-id';
-import type { RebaselineSource } from '../../initial-sync/rebaseline-source';
+import { pagesAfter, type RebaselineSource } from '../../initial-sync/rebaseline-source';
 import { OriginTrackerService } from '../../origin/origin-tracker.service';
 import { REBASELINE_PUSH_WAIT_MS } from '../fleet.constants';
 import { InjectFleetConfig } from '../fleet.decorators';
@@ -81,40 +81,27 @@ export class NatsRebaselineSource implements RebaselineSource {
     };
   }
 
-  async *pages(
+  pages(
     collection: string,
     bracket: Document | undefined,
     after?: { id: unknown },
   ): AsyncGenerator<Document[]> {
-    let last = after;
-    for (;;) {
-      const reply = await this.request({
+    const request = (last: { id: unknown } | undefined) =>
+      this.request({
         op: 'page',
         collection,
         bracket: bracket ? JSON.stringify(bracket) : null,
         ...(last ? { after: last } : {}),
       });
-      const page = reply.result as Document[];
-      if (!page.length) return;
-      last = { id: page[page.length - 1]._id };
-      yield page;
-    }
+    return pagesAfter(async (last) => (await request(last)).result as Document[], after);
   }
 
-  async *tombstones(collection: string): AsyncGenerator<RemoteTombstone[]> {
-    let after: string | undefined;
-    for (;;) {
-      const page = (
-        await this.request({
-          op: 'tombstones',
-          collection,
-          ...(after !== undefined ? { after } : {}),
-        })
-      ).result as RemoteTombstone[];
-      if (!page.length) return;
-      after = page[page.length - 1]._id;
-      yield page;
-    }
+  tombstones(collection: string): AsyncGenerator<RemoteTombstone[]> {
+    const request = (last: { id: string } | undefined) =>
+      this.request({ op: 'tombstones', collection, ...(last ? { after: last.id } : {}) });
+    return pagesAfter<RemoteTombstone, string>(
+      async (last) => (await request(last)).result as RemoteTombstone[],
+    );
   }
 
   states(collection: string, ids: unknown[]): Promise<RemoteStates> {
