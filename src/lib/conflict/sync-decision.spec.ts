@@ -130,6 +130,30 @@ describe('decide: pushing a local edit to Atlas', () => {
       { kind: 'keep', winner: undefined },
     ],
     [
+      'delete without a base, made before it is newer than Atlas: wins, no conflict',
+      push({ doc: null, version: v(20, ME), writtenAt: new Date(12) }, atlasAt(10)),
+      'last-write-wins',
+      { kind: 'take', winner: undefined, doc: null, v: v(20, ME) },
+    ],
+    [
+      "delete captured late: newer, but made before Atlas's state, which it never saw: wins, as a conflict",
+      push({ doc: null, version: v(20, ME), writtenAt: new Date(5) }, atlasAt(10)),
+      'last-write-wins',
+      { kind: 'take', winner: 'local', doc: null, v: v(20, ME) },
+    ],
+    [
+      "delete made before Atlas's newer state, which it never saw: stale, as a conflict",
+      push({ doc: null, version: v(8, ME), writtenAt: new Date(5) }, atlasAt(10)),
+      'last-write-wins',
+      { kind: 'keep', winner: 'atlas' },
+    ],
+    [
+      "delete made before Atlas's state, which is this device's own: no conflict",
+      push({ doc: null, version: v(20, ME), writtenAt: new Date(5) }, atlasAt(10, { a: 1 }, ME)),
+      'last-write-wins',
+      { kind: 'take', winner: undefined, doc: null, v: v(20, ME) },
+    ],
+    [
       'concurrent, local newer: last write wins locally',
       push(edit(20, 5), atlasAt(10)),
       'last-write-wins',

@@ -1,5 +1,10 @@
 import type { Document } from 'mongodb';
-import { compareVersions, maxVersion, SyncVersion } from '../common/hybrid-logical-clock';
+import {
+  compareVersions,
+  maxVersion,
+  SyncVersion,
+  versionTime,
+} from '../common/hybrid-logical-clock';
 import { SyncStamp, withoutStamp } from '../common/sync-stamp';
 import type { ConflictResolutionStrategy } from '../config/sync-options.interface';
 import type { ConflictContext, ConflictResolution } from './conflict-resolver.interface';
@@ -33,6 +38,8 @@ export interface PushCase {
     version: SyncVersion;
     /** The version the edit was made on; absent when unknown (a delete, a host replace). */
     base?: SyncVersion | null;
+    /** When the host made the edit (the local server's clock), if known. */
+    writtenAt?: Date;
   };
   /** Atlas's document (maybe unstamped) or tombstone. */
   atlas: { exists: boolean; doc?: Document; version?: SyncVersion; origin?: string };
@@ -119,6 +126,17 @@ function decidePush(input: DecisionInput, { local, atlas }: PushCase): SyncDecis
   const base = local.base ?? undefined;
   // A local delete does not know its base (no pre-image): plain last write wins.
   const unknownBase = local.doc === null && base === undefined;
+  // ...but where Atlas holds another writer's state written after the host deleted, the
+  // delete cannot have seen it: they are concurrent, and whichever loses is a conflict
+  // (a delete captured late, after a stop, gets a version newer than that state).
+  const atlasTime = versionTime(atlas.version)?.getTime();
+  const unseenByDelete =
+    unknownBase &&
+    atlas.exists &&
+    atlas.origin !== input.instanceId &&
+    local.writtenAt !== undefined &&
+    atlasTime !== undefined &&
+    atlasTime > local.writtenAt.getTime();
   // Atlas holds a state this instance wrote: no other writer came in between,
   // whatever the base says (a host replace drops the stamp; a push replayed
   // after a crash carries a newer version of an edit Atlas already holds).
@@ -137,8 +155,11 @@ function decidePush(input: DecisionInput, { local, atlas }: PushCase): SyncDecis
     ownStateOnAtlas;
   if (fastForward)
     return localNewer
-      ? ours()
-      : { kind: 'keep', conflict: unknownBase || ownStateOnAtlas ? undefined : note('atlas') };
+      ? ours(unseenByDelete ? 'local' : undefined)
+      : {
+          kind: 'keep',
+          conflict: (unknownBase && !unseenByDelete) || ownStateOnAtlas ? undefined : note('atlas'),
+        };
 
   if (input.strategy === 'field-level' && local.doc && atlas.doc) {
     const atlasStamp = stampOf(atlas.doc) ?? { v: atlas.version ?? '', o: 'atlas' };

@@ -23,6 +23,18 @@ describe('fleet message codec', () => {
     expect(decodeFleetMessage(encoded.data)).toEqual(message);
   });
 
+  it("carries a push's base and the time the host made it", () => {
+    const push: FleetChangeMessage = {
+      collection: 'orders',
+      id,
+      op: 'delete',
+      stamp,
+      base: null,
+      writtenAt: new Date(1_733_230_000_123),
+    };
+    expect(decodeFleetMessage(encodeFleetMessage(push).data)).toEqual(push);
+  });
+
   it('refuses inconsistent messages on both sides', () => {
     const otherStamp = { v: '001733230000009-000000-atlas', o: 'atlas' };
     expect(() => encodeFleetMessage({ ...message, stamp: otherStamp })).toThrow(/stamp/);

@@ -30,6 +30,8 @@ export interface FleetChangeMessage {
    * unknown. The relay's compare-and-set uses it to tell a fast-forward from a conflict.
    */
   base?: SyncVersion | null;
+  /** Pushes only: when the host made the edit (ms since the epoch), if known. */
+  writtenAt?: Date;
 }
 
 /** An encoded message, ready for `js.publish(subject, data, { msgID, headers })`. */
@@ -48,6 +50,8 @@ interface WireMessage {
   s: SyncStamp;
   d?: Document;
   b?: SyncVersion | null;
+  /** `writtenAt`, ms since the epoch. */
+  w?: number;
 }
 
 /**
@@ -66,6 +70,7 @@ export function encodeFleetMessage(message: FleetChangeMessage): EncodedFleetMes
   };
   if (message.op === 'upsert') wire.d = message.document;
   if (message.base !== undefined) wire.b = message.base;
+  if (message.writtenAt) wire.w = message.writtenAt.getTime();
   const msgId = fleetMessageId(message.collection, message.id, message.stamp.v);
   const headers = natsHeaders();
   headers.set(FLEET_HEADERS.version, message.stamp.v);
@@ -112,6 +117,7 @@ export function decodeFleetMessage(data: Uint8Array): FleetChangeMessage {
   };
   if (wire.op === 'upsert') message.document = wire.d;
   if (wire.b !== undefined) message.base = wire.b;
+  if (typeof wire.w === 'number' && Number.isFinite(wire.w)) message.writtenAt = new Date(wire.w);
   assertConsistent(message, FleetMessageDecodeError);
   return message;
 }

@@ -18,7 +18,12 @@ import { TombstoneRepository } from './tombstone.repository';
 export type PushOutcome = 'applied' | 'stale' | { error: string; retryMs?: number };
 
 /** A local edit to push: what an outbox entry (or, later, a relayed message) carries. */
-export type PushedEdit = Pick<OutboxEntry, 'c' | 'i' | 'op' | 'v' | 'doc' | 'base'>;
+export type PushedEdit = Pick<OutboxEntry, 'c' | 'i' | 'op' | 'v' | 'doc' | 'base'> & {
+  /** When the host made the edit (a captured change's event wall time), if known. */
+  writtenAt?: Date;
+  /** A queued edit's: when it entered the outbox (its write time, or no later). */
+  enqueuedAt?: Date;
+};
 
 /**
  * A resolution that made a new state (a resolver's choice, a merge under a
@@ -212,6 +217,7 @@ export class AtlasPushApplier {
             doc: edit.op === 'delete' ? null : (edit.doc as Document),
             version: edit.v,
             base: edit.base,
+            writtenAt: edit.writtenAt ?? edit.enqueuedAt,
           },
           atlas: state,
         },

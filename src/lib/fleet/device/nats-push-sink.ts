@@ -39,17 +39,17 @@ export class NatsPushSink implements PushSink {
       edits.map((edit) => {
         // The stamp's origin is this instance (the relay checks it against the subject's device).
         const stamp = { v: edit.v, o: this.origin.instanceId };
+        const common = {
+          collection: edit.c,
+          id: edit.i,
+          stamp,
+          base: edit.base ?? null,
+          writtenAt: edit.writtenAt ?? edit.enqueuedAt,
+        };
         const encoded = encodeFleetMessage(
           edit.op === 'delete'
-            ? { collection: edit.c, id: edit.i, op: 'delete', stamp, base: edit.base ?? null }
-            : {
-                collection: edit.c,
-                id: edit.i,
-                op: 'upsert',
-                stamp,
-                document: edit.doc,
-                base: edit.base ?? null,
-              },
+            ? { ...common, op: 'delete' }
+            : { ...common, op: 'upsert', document: edit.doc },
         );
         return js.publish(
           pushSubject(deviceId, pushPartition(edit.c, edit.i, this.fleet.pushPartitions)),

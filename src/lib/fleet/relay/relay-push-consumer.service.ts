@@ -288,6 +288,7 @@ export class RelayPushConsumer {
         v: message.stamp.v,
         doc: message.document,
         base: message.base ?? null,
+        writtenAt: message.writtenAt,
       },
     };
   }
