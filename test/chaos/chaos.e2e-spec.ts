@@ -148,7 +148,12 @@ describeUnless(needsEmbeddedServers)(
         const once = new Map<Fault, number>();
         const due = (fault: Fault, share: number) =>
           !once.has(fault) && Date.now() - started > DURATION_MS * share;
-        while (Date.now() - started < DURATION_MS) {
+        // The once-faults happen in every run, however short: the loop waits for them.
+        while (
+          Date.now() - started < DURATION_MS ||
+          !once.has('history-loss') ||
+          !once.has('local-history-loss')
+        ) {
           await sleep(1500 + random() * 2500);
           const fault: Fault = due('history-loss', 1 / 3)
             ? 'history-loss'
