@@ -48,6 +48,9 @@ async function bootstrap(): Promise<void> {
     const app = await NestFactory.create(AppModule.forRoot({ config, uris, devServers }), {
       logger,
       abortOnError: false,
+      // At shutdown the engine has stopped before the HTTP server closes: a connection still
+      // open (a dashboard's live stream reconnecting, a keep-alive socket) must not hold it.
+      forceCloseConnections: true,
     });
     app.enableShutdownHooks([...SHUTDOWN_SIGNALS]);
     app.getHttpAdapter().getInstance()?.disable?.('x-powered-by');
