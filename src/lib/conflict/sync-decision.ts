@@ -126,21 +126,21 @@ function decidePush(input: DecisionInput, { local, atlas }: PushCase): SyncDecis
   const base = local.base ?? undefined;
   // A local delete does not know its base (no pre-image): plain last write wins.
   const unknownBase = local.doc === null && base === undefined;
-  // ...but where Atlas holds another writer's state written after the host deleted, the
-  // delete cannot have seen it: they are concurrent, and whichever loses is a conflict
+  // Atlas holds a state this instance wrote: no other writer came in between,
+  // whatever the base says (a host replace drops the stamp; a push replayed
+  // after a crash carries a newer version of an edit Atlas already holds).
+  const ownStateOnAtlas = atlas.origin === input.instanceId;
+  // A delete without a base against another writer's state written after the host deleted
+  // cannot have seen that state: they are concurrent, and whichever loses is a conflict
   // (a delete captured late, after a stop, gets a version newer than that state).
   const atlasTime = versionTime(atlas.version)?.getTime();
   const unseenByDelete =
     unknownBase &&
     atlas.exists &&
-    atlas.origin !== input.instanceId &&
+    !ownStateOnAtlas &&
     local.writtenAt !== undefined &&
     atlasTime !== undefined &&
     atlasTime > local.writtenAt.getTime();
-  // Atlas holds a state this instance wrote: no other writer came in between,
-  // whatever the base says (a host replace drops the stamp; a push replayed
-  // after a crash carries a newer version of an edit Atlas already holds).
-  const ownStateOnAtlas = atlas.origin === input.instanceId;
   const localNewer = compareVersions(local.version, atlas.version) > 0;
   // An edit of a state Atlas no longer holds, nor remembers deleting (its
   // tombstone expired, or it was deleted without the module): the edit wins

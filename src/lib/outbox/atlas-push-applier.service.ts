@@ -25,6 +25,11 @@ export type PushedEdit = Pick<OutboxEntry, 'c' | 'i' | 'op' | 'v' | 'doc' | 'bas
   enqueuedAt?: Date;
 };
 
+/** When the host made a pushed edit, as far as it is known (a queued edit: no later than its queueing). */
+export function hostWriteTime(edit: PushedEdit): Date | undefined {
+  return edit.writtenAt ?? edit.enqueuedAt;
+}
+
 /**
  * A resolution that made a new state (a resolver's choice, a merge under a
  * new version): the pushing device must hold it too.
@@ -217,7 +222,7 @@ export class AtlasPushApplier {
             doc: edit.op === 'delete' ? null : (edit.doc as Document),
             version: edit.v,
             base: edit.base,
-            writtenAt: edit.writtenAt ?? edit.enqueuedAt,
+            writtenAt: hostWriteTime(edit),
           },
           atlas: state,
         },

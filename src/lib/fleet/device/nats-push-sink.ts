@@ -1,7 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { redactMessage } from '../../errors/sync.errors';
 import { OriginTrackerService } from '../../origin/origin-tracker.service';
-import type { PushedEdit, PushOutcome } from '../../outbox/atlas-push-applier.service';
+import {
+  hostWriteTime,
+  type PushedEdit,
+  type PushOutcome,
+} from '../../outbox/atlas-push-applier.service';
 import type { PushSink } from '../../outbox/push-sink';
 import { InjectFleetConfig } from '../fleet.decorators';
 import type { ResolvedFleetConfig } from '../fleet-config';
@@ -44,7 +48,7 @@ export class NatsPushSink implements PushSink {
           id: edit.i,
           stamp,
           base: edit.base ?? null,
-          writtenAt: edit.writtenAt ?? edit.enqueuedAt,
+          writtenAt: hostWriteTime(edit),
         };
         const encoded = encodeFleetMessage(
           edit.op === 'delete'

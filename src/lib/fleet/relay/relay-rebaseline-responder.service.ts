@@ -91,7 +91,7 @@ export class RelayRebaselineResponder {
     }
     if (!msg.reply) return;
     try {
-      msg.respond(this.fit(reply));
+      msg.respond(this.encodeWithinPayload(reply));
     } catch (err) {
       this.logger.warn(`Could not reply on ${msg.subject}: ${(err as Error).message}`);
     }
@@ -164,7 +164,7 @@ export class RelayRebaselineResponder {
   }
 
   /** Trims a page or tombstone list to the server's max_payload (the device asks for the rest). */
-  private fit(reply: RebaselineReply): Uint8Array {
+  private encodeWithinPayload(reply: RebaselineReply): Uint8Array {
     let data = encodeRebaselinePayload(reply);
     const limit = this.nats.connection.info?.max_payload ?? 1024 * 1024;
     while (data.length > limit - REPLY_HEADROOM_BYTES) {
